@@ -1,0 +1,59 @@
+"""One writer per tenant: an flock on ``<tenant>/lock``.
+
+The kernel drops an flock when its process dies, so a lock left by a killed
+writer is never "held"; the pid written into the file only serves to say who
+holds it, or that a previous holder died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+
+
+class TenantBusy(RuntimeError):
+    """Another process is writing this tenant."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def tenant_lock(path: Path, wait: float = 0.0, on_stale=None):
+    """Hold the tenant's writer lock; wait up to ``wait`` seconds, then raise TenantBusy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    raise TenantBusy(
+                        f"tenant is being written by another process (pid {holder}); "
+                        "wait for it to finish, or pass --wait SECONDS to queue behind it"
+                    ) from None
+                time.sleep(0.2)
+        previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        if previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous)) and on_stale:
+            on_stale(int(previous))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.fsync(fd)
+        yield
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -1,0 +1,102 @@
+"""The set of schema files, the lock file, and the immutability check CI runs."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.chunker import SchemaError, SchemaFile, parse_ref
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_SCHEMA = "default@1"
+
+
+@dataclass(frozen=True)
+class CheckProblem:
+    ref: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.problem} -> {self.fix}"
+
+
+class SchemaRegistry:
+    """Schema files in ``<root>/chunkers/`` and the lock file ``<root>/chunkers.lock``.
+
+    ``root`` defaults to ``$RAGINDEX_SCHEMAS`` or this package's directory.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root or os.environ.get("RAGINDEX_SCHEMAS") or PACKAGE_DIR)
+        self.dir = self.root / "chunkers"
+        self.lock_path = self.root / "chunkers.lock"
+
+    def files(self) -> dict[str, SchemaFile]:
+        """Every schema file, validated, by ref. Raises SchemaError on the first bad file."""
+        out = {}
+        for path in sorted(self.dir.glob("*.toml")):
+            sf = SchemaFile.load(path)
+            out[sf.ref] = sf
+        return out
+
+    def get(self, ref: str) -> SchemaFile:
+        """Load one schema by ``NAME@VERSION``."""
+        name, version = parse_ref(ref)
+        path = self.dir / f"{name}.v{version}.toml"
+        if not path.exists():
+            known = ", ".join(sorted(self.files())) or "none"
+            raise SchemaError(f"no schema {ref} (looked for {path}); known: {known}")
+        return SchemaFile.load(path)
+
+    def lock(self) -> dict[str, str]:
+        """The published fingerprints, ref -> sha256."""
+        if not self.lock_path.exists():
+            return {}
+        try:
+            return dict(tomllib.loads(self.lock_path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise SchemaError(f"{self.lock_path}: corrupt lock file: {exc}") from exc
+
+    def check(self) -> list[CheckProblem]:
+        """Published schemas must be unchanged and every schema must be published."""
+        locked = self.lock()
+        files = self.files()
+        problems = []
+        for ref, fp in sorted(locked.items()):
+            sf = files.get(ref)
+            if sf is None:
+                problems.append(CheckProblem(ref, "published schema file is missing", f"restore {self.dir}/{ref.replace('@', '.v')}.toml"))
+            elif sf.fingerprint() != fp:
+                name, version = parse_ref(ref)
+                problems.append(
+                    CheckProblem(
+                        ref,
+                        f"changed after publication (lock {fp[:12]}, now {sf.fingerprint()[:12]}): "
+                        "its file or its kind's implementation differs",
+                        f"bump the version: restore {sf.path.name}, put the change in {name}.v{version + 1}.toml, "
+                        "then run `ragindex schemas lock` and `ragindex eval record`",
+                    )
+                )
+        for ref in sorted(set(files) - set(locked)):
+            problems.append(CheckProblem(ref, "not published in chunkers.lock", "run `ragindex schemas lock`"))
+        return problems
+
+    def publish(self) -> list[str]:
+        """Record fingerprints of schemas not yet locked; refuse if a locked one changed."""
+        changed = [p for p in self.check() if "not published" not in p.problem]
+        if changed:
+            raise SchemaError("refusing to lock: published schemas changed:\n  " + "\n  ".join(map(str, changed)))
+        locked = self.lock()
+        files = self.files()
+        new = sorted(set(files) - set(locked))
+        if new:
+            locked.update({ref: files[ref].fingerprint() for ref in new})
+            body = "# NAME@VERSION = fingerprint. Written by `ragindex schemas lock`; published schemas are immutable.\n"
+            body += "".join(f'"{ref}" = "{fp}"\n' for ref, fp in sorted(locked.items()))
+            tmp = self.lock_path.with_suffix(".lock.tmp")
+            tmp.write_text(body, encoding="utf-8")
+            os.replace(tmp, self.lock_path)
+        return new
