@@ -49,6 +49,7 @@ class TenantSettings:
 
     source: str | None = None
     chunker: str = "default@1"
+    eval_set: str | None = None  # dataset (preset name or path) scored before each promotion
 
 
 @dataclass(frozen=True)
