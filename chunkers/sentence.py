@@ -1,9 +1,11 @@
 """``sentence``: pack whole sentences into chunks of at most ``size`` tokens.
 
 Sentences end at ``.``, ``!``, ``?`` (and their CJK forms) followed by
-whitespace, or at a blank line. A sentence longer than the size is cut into
-token windows. ``overlap`` repeats trailing sentences worth at most that many
-tokens at the start of the next chunk.
+whitespace, or at a blank line; closing quotes and brackets right after the mark
+stay with the sentence. The size is checked on the exact count of each chunk's
+text, so chunks break between sentences. A sentence longer than the size is cut
+into token windows. ``overlap`` repeats trailing sentences worth at most that
+many tokens at the start of the next chunk.
 """
 
 from __future__ import annotations
@@ -45,41 +47,47 @@ class SentenceChunker:
         self.tok = tokenizer
 
     def chunk(self, text: str) -> list[Span]:
+        sents = sentences(text)
+        counts = [self.tok.count(text[s:e]) for s, e in sents]
         out: list[Span] = []
-        group: list[tuple[int, int, int]] = []  # (start, end, tokens) of packed sentences
-
-        def flush() -> None:
-            if group:
-                out.extend(fit_span(text, group[0][0], group[-1][1], self.size, self.tok))
-
-        for s, e in sentences(text):
-            n = self.tok.count(text[s:e])
-            if n > self.size:
-                flush()
-                group = []
-                out.extend(fit_span(text, s, e, self.size, self.tok))
+        first = 0  # first sentence of the next chunk (< new when it repeats overlap)
+        new = 0  # first sentence that is in no chunk yet
+        while new < len(sents):
+            if counts[new] > self.size:
+                out.extend(fit_span(text, *sents[new], self.size, self.tok))
+                new += 1
+                first = new
                 continue
-            # Pack on the exact count of the joined text, not on the sum of the
-            # sentence counts: the text between sentences costs tokens too (cl100k
-            # encodes "\n\n" and runs of spaces), so the sum undercounts. Packing on
-            # the sum made fit_span re-cut groups in mid-sentence, and with overlap
-            # the next chunk then started before the re-cut tail (spans out of order).
-            if group and self.tok.count(text[group[0][0] : e]) > self.size:
-                flush()
-                keep: list[tuple[int, int, int]] = []
-                if self.overlap:
-                    # Trailing sentences worth at most `overlap` tokens that still
-                    # leave room for this one. (The old test added n on both sides,
-                    # `kept + g + n > min(overlap, size - n)`, so it kept nothing
-                    # unless the new sentence was shorter than the overlap.)
-                    for g in reversed(group):
-                        if sum(k[2] for k in keep) + g[2] > min(self.overlap, self.size - n):
-                            break
-                        keep.insert(0, g)
-                    # The same seam cost can push kept + this sentence over the size.
-                    while keep and self.tok.count(text[keep[0][0] : e]) > self.size:
-                        keep.pop(0)
-                group = keep
-            group.append((s, e, n))
-        flush()
+            # Pack whole sentences while the summed counts fit ...
+            end = new + 1
+            total = sum(counts[first:end])
+            while end < len(sents) and total + counts[end] <= self.size:
+                total += counts[end]
+                end += 1
+            # ... then make sure the joined text really fits. The sum undercounts:
+            # the text between sentences costs tokens too (cl100k encodes "\n\n"
+            # and runs of spaces). Before, fit_span re-cut such a group in
+            # mid-sentence, and with overlap the next chunk then started before the
+            # re-cut tail (spans out of order). Give back whole sentences instead:
+            # new ones from the end, then repeated ones from the front.
+            while (m := self.tok.count(text[sents[first][0] : sents[end - 1][1]])) > self.size:
+                if end - 1 > new:
+                    end -= 1
+                elif first < new:
+                    first += 1
+                else:  # a lone sentence: m == counts[new] <= size, cannot happen
+                    break
+            out.append(Span(sents[first][0], sents[end - 1][1], m))
+            chunk_first = first
+            new = first = end
+            if self.overlap and end < len(sents) and counts[end] <= self.size:
+                # Repeat trailing sentences worth at most `overlap` tokens that leave
+                # room for the next one. (The old test added the next sentence on
+                # both sides, `kept + g + n > min(overlap, size - n)`, so it repeated
+                # nothing unless the next sentence was shorter than the overlap.)
+                room = min(self.overlap, self.size - counts[end])
+                kept = 0
+                while first - 1 > chunk_first and kept + counts[first - 1] <= room:
+                    first -= 1
+                    kept += counts[first]
         return out
