@@ -131,6 +131,23 @@ class EmbeddingCache:
             out[i] = np.frombuffer(blob, dtype="<f4")
         return out
 
+    def restore(self, embedder_fp: str, text_hashes: Sequence[str], vectors: np.ndarray, source: str) -> int:
+        """Put back vectors recovered from an index generation (repair); the ledger is not touched."""
+        table = pa.table({
+            "embedder_fp": pa.array([embedder_fp] * len(text_hashes), pa.string()),
+            "text_hash": pa.array(list(text_hashes), pa.string()),
+            "vector": pa.array([v.astype("<f4").tobytes() for v in vectors], pa.binary()),
+            "tokens": pa.array([0] * len(text_hashes), pa.int32()),  # unknown: not paid again, not re-counted
+            "run_id": pa.array([f"restored-from-{source}"] * len(text_hashes), pa.string()),
+        })
+        self.con.register("restored", table)
+        try:
+            before = self.stats()["vectors"]
+            self.con.execute("INSERT OR IGNORE INTO embeddings SELECT * FROM restored")
+            return self.stats()["vectors"] - before
+        finally:
+            self.con.unregister("restored")
+
     def stats(self, embedder_fp: str | None = None) -> dict:
         q = "SELECT count(*), count(DISTINCT embedder_fp) FROM embeddings"
         n, spaces = self.con.execute(q).fetchall()[0]

@@ -77,8 +77,11 @@ class Plan:
     est_seconds: float
     cost_usd: float  # self-hosted, at the device-hour price
     hosted_usd: dict[str, float] = field(default_factory=dict)
-    # text_hash -> text of what will be embedded, longest first; not part of the report
+    # text_hash -> text of what will be embedded, longest first, and per-text token
+    # counts (model, cl100k); the embed stage reuses them instead of tokenising
+    # again, and they are what makes the ledger equal the plan. Not in the report.
     to_embed: dict[str, str] = field(default_factory=dict, repr=False)
+    to_embed_tokens: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     @property
     def reused_pct(self) -> float:
@@ -87,6 +90,7 @@ class Plan:
     def report(self) -> dict:
         d = asdict(self)
         d.pop("to_embed")
+        d.pop("to_embed_tokens")
         d["reused_pct"] = round(self.reused_pct, 2)
         return d
 
@@ -122,7 +126,8 @@ def make_plan(*, tenant: str, schema, chunks: pa.Table, documents: pa.Table, ski
     counts_missing = [min(n, limit) for n in full_missing]
     order = sorted(range(len(missing)), key=lambda i: -counts_missing[i])
     tokens = int(sum(counts_missing))
-    cl100k = int(sum(get_tokenizer("cl100k_base").count_many(missing_texts))) if missing_texts else 0
+    cl100k_each = get_tokenizer("cl100k_base").count_many(missing_texts) if missing_texts else []
+    cl100k = int(sum(cl100k_each))
     rate, source = throughput.get(embedder)
     seconds = tokens / rate if rate > 0 else 0.0
     id_set = set(ids)
@@ -154,6 +159,7 @@ def make_plan(*, tenant: str, schema, chunks: pa.Table, documents: pa.Table, ski
         cost_usd=prices.seconds_usd(seconds, embedder.device),
         hosted_usd=prices.hosted_usd(cl100k),
         to_embed={missing[i]: missing_texts[i] for i in order},
+        to_embed_tokens={missing[i]: (counts_missing[i], cl100k_each[i]) for i in order},
     )
 
 

@@ -40,8 +40,12 @@ class Embedder(Protocol):
     def full_token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text before truncation (special tokens included)."""
 
-    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, in input order."""
+    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None,
+              lengths: Sequence[int] | None = None) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in input order.
+
+        ``lengths`` (from :meth:`token_counts`) spares a second tokenisation when the caller has them.
+        """
 
 
 def fingerprint_of(**identity) -> str:
@@ -105,6 +109,7 @@ class SentenceTransformerEmbedder:
         transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
+        is_default = model_dir is None
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         if not (self.model_dir / "modules.json").exists() and not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(f"{self.model_dir} is not a sentence-transformers model directory (no modules.json or config.json)")
@@ -115,9 +120,10 @@ class SentenceTransformerEmbedder:
         self.dtype_class = "fp16" if self.device.startswith("cuda") else "fp32"
         if self.dtype_class == "fp16":
             self.model.half()
-        self.name = name or (DEFAULT_MODEL if self.model_dir == default_model_dir() else self.model_dir.name)
+        self.name = name or (DEFAULT_MODEL if is_default else self.model_dir.name)
         self.max_seq_length = int(self.model.max_seq_length)
-        self.dim = int(self.model.get_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
         self.normalize = True
         pooling = next((m for m in self.model if type(m).__name__ == "Pooling"), None)
         self.fingerprint = fingerprint_of(
@@ -142,13 +148,14 @@ class SentenceTransformerEmbedder:
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         return [min(n, self.max_seq_length) for n in self.full_token_counts(texts)]
 
-    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None) -> np.ndarray:
+    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None,
+              lengths: Sequence[int] | None = None) -> np.ndarray:
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        lengths = self.token_counts(texts)
+        lengths = list(lengths) if lengths is not None else self.token_counts(texts)
         pending = list(plan_batches(lengths, self.token_budget))
         while pending:
             idx = pending.pop(0)
@@ -187,7 +194,8 @@ class HashEmbedder:
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         return [min(n, self.max_seq_length) for n in self.full_token_counts(texts)]
 
-    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None) -> np.ndarray:
+    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None,
+              lengths: Sequence[int] | None = None) -> np.ndarray:
         self.calls.append(len(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.faults import fault_point
 from pipeline.fsutil import atomic_write_text, fsync_dir, sha256_file
 from pipeline.tenants import TenantPaths
 from schemas.tables import GENERATION_IDS
@@ -75,6 +76,7 @@ def write_generation(paths: TenantPaths, rows: pa.Table, vectors: np.ndarray, in
         if len(vectors):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         faiss.write_index(index, str(tmp / "index.faiss"))
+        fault_point("index-build")
         pq.write_table(rows.cast(GENERATION_IDS), tmp / "ids.parquet", compression="zstd")
         for name in ("index.faiss", "ids.parquet"):
             _fsync_file(tmp / name)

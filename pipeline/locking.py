@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,9 +29,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _report_stale(pid: int) -> None:
+    print(f"ragindex: recovered a stale lock left by pid {pid}, which is no longer running", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def tenant_lock(path: Path, wait: float = 0.0, on_stale=None):
-    """Hold the tenant's writer lock; wait up to ``wait`` seconds, then raise TenantBusy."""
+    """Hold the tenant's writer lock; wait up to ``wait`` seconds, then raise TenantBusy.
+
+    A lock file naming a dead process is a stale lock from a killed writer: the
+    kernel already released it, so it is taken over and reported through
+    ``on_stale(pid)`` (default: a line on stderr).
+    """
+    if on_stale is None:
+        on_stale = _report_stale
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + wait
@@ -48,7 +60,7 @@ def tenant_lock(path: Path, wait: float = 0.0, on_stale=None):
                     ) from None
                 time.sleep(0.2)
         previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
-        if previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous)) and on_stale:
+        if previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous)):
             on_stale(int(previous))
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -18,6 +18,15 @@ TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm"}
 MAX_ID_LEN = 1024
 
 
+def max_doc_bytes() -> int:
+    """Largest document read (default 32 MiB, ``$RAGINDEX_MAX_DOC_MB``); bigger ones are skipped with a reason.
+
+    A single huge file is almost always an export or a log dump, and chunking it
+    would dominate a run's time and memory; it is reported, not silently cut.
+    """
+    return int(float(os.environ.get("RAGINDEX_MAX_DOC_MB", "32")) * 1024 * 1024)
+
+
 @dataclass(frozen=True)
 class RawDocument:
     doc_id: str
@@ -140,6 +149,11 @@ def _read_folder(root: Path, report: SourceReport, seen: set) -> None:
 
 def _read_text_file(f: Path, doc_id: str, report: SourceReport, seen: set) -> None:
     try:
+        size = f.stat().st_size
+        if size > max_doc_bytes():
+            report.skipped.append(Skipped(doc_id, f"too large: {size / 2**20:.1f} MiB > {max_doc_bytes() / 2**20:.0f} MiB "
+                                          "(raise RAGINDEX_MAX_DOC_MB or split the file)"))
+            return
         data = f.read_bytes()
     except OSError as exc:
         report.skipped.append(Skipped(doc_id, f"unreadable: {exc.strerror or exc}"))

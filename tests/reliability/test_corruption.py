@@ -1,0 +1,89 @@
+"""Corrupted or truncated files and a full disk: detected with a clear message, repaired without re-embedding."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+import sys
+import os
+
+import pytest
+
+from pipeline.cache import CacheError, EmbeddingCache
+from pipeline.generations import verify
+from pipeline.index import current_id, list_generations
+from pipeline.reindex import reindex
+from pipeline.search import Searcher
+from tests.conftest import scifact_docs, write_jsonl
+
+
+@pytest.fixture
+def indexed(store, tmp_path, hash_embedder):
+    src = write_jsonl(tmp_path / "c.jsonl", scifact_docs(80))
+    res = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    return store.paths("acme"), res, src
+
+
+def test_corrupt_cache_is_detected_and_refilled_from_the_index(indexed, hash_embedder, store):
+    paths, res, src = indexed
+    paths.cache.write_bytes(b"this is not a duckdb file" * 100)
+    with pytest.raises(CacheError, match="cannot open the embedding cache"):
+        with EmbeddingCache(paths.cache, read_only=True):
+            pass
+    report = verify(paths, repair=True)
+    assert not report["ok"] and "restored" in report["repairs"][0]
+    calls = list(hash_embedder.calls)
+    again = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    assert again.ledger["texts"] == 0 and hash_embedder.calls == calls  # nothing re-embedded
+    assert verify(paths)["ok"]
+
+
+@pytest.mark.parametrize("which", ["documents", "chunks"])
+def test_corrupt_stage_files(indexed, which, store, hash_embedder):
+    paths, _, src = indexed
+    f = paths.documents if which == "documents" else paths.chunks("recursive-200@1")
+    f.write_bytes(f.read_bytes()[:100])
+    report = verify(paths)
+    assert not report["ok"] and any(f.name in p for p in report["problems"])
+    fixed = verify(paths, repair=True)
+    assert not f.exists() and fixed["repairs"]
+    assert reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder).ledger["texts"] == 0
+    assert verify(paths)["ok"]
+
+
+def test_corrupt_manifest_falls_back_to_an_intact_generation(indexed, store, hash_embedder, tmp_path):
+    paths, first, _ = indexed
+    src2 = write_jsonl(tmp_path / "d.jsonl", scifact_docs(90))
+    second = reindex(store, "acme", source=src2, chunker="recursive-200@1", embedder=hash_embedder)
+    (paths.generations / second.generation / "manifest.json").write_text("{ truncated")
+    with pytest.raises(Exception, match="corrupt manifest"):
+        Searcher(store, hash_embedder).search("acme", "cancer")
+    report = verify(paths, repair=True)
+    assert not report["ok"] and report["repaired_current"] == first.generation
+    assert Searcher(store, hash_embedder).search("acme", "cancer")
+
+
+def _limit_file_size(limit):
+    def pre():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return pre
+
+
+@pytest.mark.parametrize("limit", [20_000, 200_000, 600_000])
+def test_disk_full_fails_cleanly_and_keeps_the_live_generation(indexed, tmp_path, store, limit):
+    paths, first, _ = indexed
+    src = write_jsonl(tmp_path / "big.jsonl", scifact_docs(1500))
+    env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
+    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(src), "--chunker", "recursive-200@1"],
+                       env=env, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(limit))
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert "error:" in p.stderr and "Traceback" not in p.stderr
+    assert current_id(paths) == first.generation and list_generations(paths) == [first.generation]
+    assert not list(paths.generations.glob(".tmp-*"))
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "-t", "acme", "cancer", "--json"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert json.loads(out.stdout)[0]["generation"] == first.generation

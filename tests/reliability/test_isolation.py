@@ -1,0 +1,54 @@
+"""Property: for random pairs of tenants with overlapping content, no output of one tenant
+(search, status, plan, verify) ever contains the other's ids, paths or texts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.cli import main
+from tests.conftest import scifact_docs, write_jsonl
+
+POOL = scifact_docs(60)
+names = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,10}", fullmatch=True)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(a=names, b=names, shared=st.integers(0, 20), own=st.integers(1, 10), seed=st.integers(0, 1000))
+def test_no_output_of_one_tenant_mentions_the_other(tmp_path_factory, a, b, shared, own, seed):
+    if a == b:
+        return
+    work = tmp_path_factory.mktemp("iso")
+    os.environ["RAGINDEX_HOME"] = str(work / "home")
+    common = POOL[:shared]
+    secret_a = [{"_id": f"secret-{a}-{i}", "text": f"Only {a} knows marker-{seed}-{a}-{i}."} for i in range(own)]
+    secret_b = [{"_id": f"secret-{b}-{i}", "text": f"Only {b} knows marker-{seed}-{b}-{i}."} for i in range(own)]
+    src_a = write_jsonl(work / "a.jsonl", common + POOL[20 : 20 + own] + secret_a)
+    src_b = write_jsonl(work / "b.jsonl", common + POOL[40 : 40 + own] + secret_b)
+    run = CliRunner()
+    outputs = {}
+    for t, src in ((a, src_a), (b, src_b)):
+        res = run.invoke(main, ["--model", "hash", "reindex", "-t", t, "--source", str(src), "--chunker", "recursive-200@1", "--json"])
+        assert res.exit_code == 0, res.output
+        outputs[t] = [res.output]
+    for t, src in ((a, src_a), (b, src_b)):
+        for args in (["search", "-t", t, "knows marker", "-k", "50", "--json"], ["status", "-t", t, "--json"],
+                     ["plan", "-t", t, "--source", str(src), "--chunker", "recursive-200@1", "--json"], ["verify", "-t", t, "--json"]):
+            res = run.invoke(main, ["--model", "hash", *args])
+            assert res.exit_code == 0, res.output
+            outputs[t].append(res.output)
+    gen = {t: json.loads(outputs[t][0])["generation"] for t in (a, b)}
+    chunk_ids = {}
+    for t in (a, b):
+        hits = json.loads(outputs[t][1])
+        chunk_ids[t] = {h["chunk_id"] for h in hits}
+        assert all(h["generation"] == gen[t] for h in hits)
+    for t, other in ((a, b), (b, a)):
+        text = "\n".join(outputs[t])
+        assert f"secret-{other}-" not in text and f"marker-{seed}-{other}-" not in text
+        assert f"/tenants/{other}/" not in text and gen[other] not in text
+        assert not (chunk_ids[other] & set(json.dumps(outputs[t]).split('"')))
