@@ -1,0 +1,106 @@
+"""`ragindex reindex` through Dagster: the same asset job, run in-process against $DAGSTER_HOME's instance.
+
+The run is recorded like a UI run (same job, same metadata, same checks), so CLI
+reindexes show up in the UI's run history. The budget is checked on an in-memory
+plan before the run is launched, so an over-budget reindex changes nothing and
+starts no run; the embeddings asset checks it again (blocking) against the plan it
+computes itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.errors import DagsterAssetCheckFailedError  # not re-exported at the top level
+from dagster._core.utils import make_new_run_id
+
+from pipeline.cost import Plan, Prices
+from pipeline.embedder import EmbedderConfig
+from pipeline.orchestration.location import REINDEX_JOB, build_definitions
+from pipeline.orchestration.meta import plain
+from pipeline.reindex import Budget, BudgetExceeded, ChecksFailed, Gate, prepare, resolve
+from pipeline.sources import Skipped
+from pipeline.tenants import TenantStore
+
+
+def _run_config(source, chunker, budget: Budget, wait: float) -> dict:
+    ops = {
+        "documents": {"source": str(Path(source).absolute()) if source else None},
+        "chunks": {"chunker": chunker},
+        "embeddings": {"chunker": chunker, "budget_tokens": budget.tokens, "max_cost_usd": budget.cost_usd},
+        "tenant_index": {"chunker": chunker},
+    }
+    return {
+        "ops": {op: {"config": {**{k: v for k, v in cfg.items() if v is not None}, "lock_wait_s": float(wait)}}
+                for op, cfg in ops.items()},
+        # The CLI prints its own summary; Dagster's step-by-step log would drown it.
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+
+
+def _plan_from_report(report: dict) -> Plan:
+    return Plan(**{f.name: report[f.name] for f in fields(Plan) if f.name in report})
+
+
+def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker: str | None = None, model: str = "default",
+                       prices: Path | None = None, budget: Budget = Budget(), wait: float = 0.0,
+                       instance=None) -> tuple[dict, list[Skipped]]:
+    """Run the `reindex_tenant` job for one tenant partition; return (the CLI's result dict, skipped inputs).
+
+    Raises BudgetExceeded (nothing changed, no run), ChecksFailed (a blocking check
+    failed: the run is recorded as failed, the live generation unchanged), or the
+    stage's own error (TenantError, TenantBusy, ...).
+    """
+    src, schema = resolve(store, tenant, source, chunker)  # a readable error before any partition or run exists
+    if budget != Budget():
+        plan = prepare(store, tenant, src, schema, EmbedderConfig(model).build(), Prices.load(prices)).plan
+        reasons = budget.violations(plan)
+        if reasons:
+            raise BudgetExceeded(plan, reasons)
+    defs = build_definitions(store_root=store.root, model=model, prices=prices)
+    job = defs.resolve_job_def(REINDEX_JOB)
+    run_id = make_new_run_id()
+    own = instance is None
+    instance = instance or dg.DagsterInstance.get()
+    try:
+        if not instance.has_dynamic_partition("tenants", tenant):
+            instance.add_dynamic_partitions("tenants", [tenant])
+        try:
+            # raise_on_error: a stage's own exception (TenantError, TenantBusy...) reaches the CLI unchanged.
+            job.execute_in_process(run_config=_run_config(source, chunker, budget, wait), instance=instance, run_id=run_id,
+                                   partition_key=tenant, tags={"ragindex/trigger": "cli"})
+        except DagsterAssetCheckFailedError:
+            pass  # the failed checks are read back below, like everything else the run recorded
+        meta, checks = _recorded(instance, run_id)
+    finally:
+        if own:
+            instance.dispose()
+    failed = [g for g in checks if not g.passed]
+    if any(g.name == "budget_respected" for g in failed):
+        raise BudgetExceeded(_plan_from_report(meta["embeddings"]["plan"]), [g.summary for g in failed])
+    if failed:
+        raise ChecksFailed(meta.get("tenant_index", {}).get("candidate", "(none)"), failed)
+    emb, idx = meta["embeddings"], meta["tenant_index"]
+    out = {"tenant": tenant, "dagster_run_id": run_id, "run_id": emb["run_id"], "generation": idx["generation"],
+           "plan": emb["plan"], "ledger": emb["ledger"], "checks": {g.name: g.summary for g in checks},
+           "skipped": meta["documents"]["skipped_inputs"]}
+    return out, [Skipped(s["where"], s["reason"]) for s in out["skipped"]]
+
+
+def _recorded(instance, run_id: str) -> tuple[dict[str, dict], list[Gate]]:
+    """(asset name -> plain metadata, check results) as the instance recorded them for ``run_id``."""
+    records = instance.get_records_for_run(
+        run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}).records
+    meta, checks = {}, []
+    for rec in records:
+        event = rec.event_log_entry.dagster_event
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.event_specific_data.materialization
+            meta[m.asset_key.path[-1]] = plain(m.metadata)
+        else:
+            e = event.event_specific_data
+            md = plain(e.metadata)
+            checks.append(Gate(e.check_name, e.passed, str(md.get("summary", "")), md))
+    return meta, checks

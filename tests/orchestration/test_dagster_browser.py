@@ -1,0 +1,136 @@
+"""The UI as a way in: `dagster dev` on localhost, a tenant materialized, its asset page in headless Chromium.
+
+Needs Debian's chromium (`apt-get install -y chromium`; .ci/run installs it). Without
+it the test skips with that hint, except under CI=true, where it fails. The
+screenshot and the DOM text land in $RAGINDEX_ARTIFACTS (default
+tests/orchestration/artifacts/, git-ignored).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, scifact_docs, write_jsonl
+
+pytestmark = pytest.mark.browser
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1600,1400"]
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if found:
+        return found
+    message = "Debian chromium is not installed: run `apt-get update && apt-get install -y chromium`"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " (CI must run the browser test; .ci/run installs it)")
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, data: bytes | None = None, timeout: float = 5.0) -> bytes:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.read()
+
+
+def _page_text(chromium: str, url: str, profile: Path, budget_ms: int = 20000) -> str:
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    dom = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
+
+
+def test_asset_page_shows_the_materialization_and_its_metadata(tmp_path):
+    chromium = _chromium()
+    artifacts = Path(os.environ.get("RAGINDEX_ARTIFACTS") or REPO / "tests" / "orchestration" / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "RAGINDEX_HOME": str(tmp_path / "home"),
+           "RAGINDEX_MODEL": "hash", "RAGINDEX_SOURCES": str(tmp_path / "sources"), "PYTHONPATH": str(REPO)}
+    src = write_jsonl(tmp_path / "acme.jsonl", scifact_docs(20))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    log = open(tmp_path / "dagster-dev.log", "w")
+    t0 = time.perf_counter()
+    server = subprocess.Popen([str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        startup = None
+        while time.perf_counter() - t0 < 180:
+            if server.poll() is not None:
+                pytest.fail("dagster dev exited:\n" + (tmp_path / "dagster-dev.log").read_text()[-3000:])
+            try:
+                _get(f"{base}/server_info", timeout=1.0)
+                startup = time.perf_counter() - t0
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert startup is not None, "dagster dev did not answer within 180 s"
+
+        # Materialize the tenant through the CLI: it runs the asset job against the server's instance.
+        ragindex = [str(bin_dir / "ragindex"), "--model", "hash"]
+        subprocess.run([*ragindex, "tenants", "add", "acme", "--source", str(src)], env=env, check=True, capture_output=True)
+        out = json.loads(subprocess.run([*ragindex, "reindex", "--tenant", "acme", "--json"], env=env, check=True,
+                                        capture_output=True, text=True).stdout)
+        tokens = out["plan"]["tokens_to_embed"]
+        # The first-visit newsletter dialog would cover the page; the UI's own mutation marks it seen.
+        _get(f"{base}/graphql", data=json.dumps({"query": "mutation { setNuxSeen }"}).encode())
+
+        url = f"{base}/assets/embeddings?view=partitions&partition=acme"
+        text = ""
+        for attempt in range(3):  # the UI fetches over GraphQL after load; give a slow machine more virtual time
+            text = _page_text(chromium, url, tmp_path / f"profile-{attempt}", budget_ms=20000 * (attempt + 1))
+            if "tokens_embedded" in text:
+                break
+        (artifacts / "dagster-embeddings-acme.txt").write_text(text, encoding="utf-8")
+        assert "Materialized" in text and "Latest materialization" in text
+        assert out["dagster_run_id"][:8] in text  # the CLI's run is the one shown
+        assert re.search(rf"tokens_embedded {tokens}\b", text), text[:2000]
+        assert "reindex_tenant" in text and "default@1" in text
+
+        shot = artifacts / "dagster-embeddings-acme.png"
+        shot.unlink(missing_ok=True)
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", "--virtual-time-budget=20000",
+                        f"--screenshot={shot}", url], capture_output=True, timeout=120)
+        assert shot.exists() and shot.stat().st_size > 10_000
+        (artifacts / "dagster-startup.json").write_text(json.dumps({"dagster_dev_ready_s": round(startup, 2)}))
+    finally:
+        _stop(server)
+        log.close()
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop dagster dev and everything it started (its own process group): SIGINT, then SIGKILL."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # children that outlived the parent
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=10)

@@ -1,0 +1,114 @@
+"""The code location loads; the chunks code_version follows the chunker schemas in use; the sensor."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+
+import dagster as dg
+
+from pipeline.orchestration.location import REINDEX_JOB, build_definitions
+from pipeline.orchestration.resources import SourcesResource, TenantStoreResource
+from pipeline.tenants import TenantSettings
+from schemas.registry import PACKAGE_DIR
+from tests.conftest import scifact_docs
+
+
+def test_code_location_definitions_load():
+    import pipeline.orchestration.definitions as module
+
+    defs = importlib.reload(module).defs
+    dg.Definitions.validate_loadable(defs)
+    assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {"documents", "chunks", "embeddings", "tenant_index"}
+    job = defs.resolve_job_def(REINDEX_JOB)
+    assert job.partitions_def == dg.DynamicPartitionsDefinition(name="tenants")
+    checks = {key.name: key.asset_key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {"budget_respected": "embeddings", "index_consistency": "tenant_index", "quality_not_worse": "tenant_index"}
+    graph = defs.resolve_asset_graph()
+    assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
+    assert [s.name for s in defs.sensors] == ["tenant_sources"]
+    assert set(defs.resources) >= {"store", "embedder", "prices", "sources"}
+
+
+def _code_version(store_root) -> str:
+    return build_definitions(store_root=store_root).get_assets_def("chunks").code_versions_by_key[dg.AssetKey("chunks")]
+
+
+def test_chunks_code_version_changes_with_the_schema(tmp_path, monkeypatch, store):
+    before = _code_version(store.root)
+    assert before == _code_version(store.root)  # deterministic
+    # An edit to the schema in use (here the default) shows as a new code version before anything runs.
+    copy = tmp_path / "schemas"
+    shutil.copytree(PACKAGE_DIR / "chunkers", copy / "chunkers")
+    shutil.copy(PACKAGE_DIR / "chunkers.lock", copy / "chunkers.lock")
+    monkeypatch.setenv("RAGINDEX_SCHEMAS", str(copy))
+    assert _code_version(store.root) == before  # same files, same fingerprints
+    f = copy / "chunkers" / "default.v1.toml"
+    f.write_text(f.read_text().replace("size = 240", "size = 200"))
+    edited = _code_version(store.root)
+    assert edited != before
+    # A tenant pinned to another schema adds it to the set in use ...
+    store.save_settings("acme", TenantSettings(source="x", chunker="recursive-200@1"))
+    pinned = _code_version(store.root)
+    assert pinned not in (before, edited)
+    # ... while a new, unused schema file changes nothing.
+    (copy / "chunkers" / "default.v2.toml").write_text(f.read_text())
+    assert _code_version(store.root) == pinned
+
+
+def _sensor_eval(defs, instance, cursor, store, sources):
+    (sensor,) = defs.sensors
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                  resources={"store": TenantStoreResource(root=str(store.root)),
+                                             "sources": SourcesResource(root=str(sources))})
+    return sensor(ctx)
+
+
+def _write_folder(folder, docs):
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in docs:
+        (folder / f"{d['_id']}.txt").write_text(d["title"] + "\n\n" + d["text"], encoding="utf-8")
+
+
+def test_sensor_adds_new_tenants_and_reruns_only_changed_ones(tmp_path, store):
+    sources = tmp_path / "sources"
+    docs = scifact_docs(12)
+    _write_folder(sources / "acme", docs[:6])
+    (sources / "Not A Tenant").mkdir()
+    defs = build_definitions(store_root=store.root, sources_root=sources, model="hash")
+    with dg.instance_for_test() as instance:
+        first = _sensor_eval(defs, instance, None, store, sources)
+        assert [r.partition_key for r in first.run_requests] == ["acme"]
+        assert [req.partition_keys for req in first.dynamic_partitions_requests] == [["acme"]]
+        assert store.settings("acme").source == str((sources / "acme").absolute())  # runnable from the UI too
+        instance.add_dynamic_partitions("tenants", ["acme"])  # what the daemon does with the request
+
+        idle = _sensor_eval(defs, instance, first.cursor, store, sources)
+        assert not idle.run_requests and "1 ignored" in idle.skip_reason.skip_message
+
+        _write_folder(sources / "globex", docs[6:])
+        (sources / "acme" / f"{docs[0]['_id']}.txt").write_text("edited text", encoding="utf-8")
+        changed = _sensor_eval(defs, instance, idle.cursor, store, sources)
+        assert sorted(r.partition_key for r in changed.run_requests) == ["acme", "globex"]
+        assert [req.partition_keys for req in changed.dynamic_partitions_requests] == [["globex"]]
+        tags = {r.partition_key: r.tags["ragindex/trigger"] for r in changed.run_requests}
+        assert tags == {"acme": "sources-changed", "globex": "new-tenant"}
+        assert set(json.loads(changed.cursor)) == {"acme", "globex"}
+
+
+def test_sensor_first_tick_treats_registered_tenants_as_baseline(tmp_path, store):
+    sources = tmp_path / "sources"
+    _write_folder(sources / "acme", scifact_docs(3))
+    defs = build_definitions(store_root=store.root, sources_root=sources, model="hash")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenants", ["acme"])
+        result = _sensor_eval(defs, instance, None, store, sources)
+        assert not result.run_requests and json.loads(result.cursor).keys() == {"acme"}
+
+
+def test_sensor_missing_sources_root_skips_with_reason(tmp_path, store):
+    defs = build_definitions(store_root=store.root, sources_root=tmp_path / "nowhere", model="hash")
+    with dg.instance_for_test() as instance:
+        result = _sensor_eval(defs, instance, None, store, tmp_path / "nowhere")
+        assert not result.run_requests and "0 watched, 1 ignored" in result.skip_reason.skip_message
