@@ -43,6 +43,10 @@ def _errors(fn):
         except (TenantError, SchemaError, GenerationError, CacheError, FileNotFoundError, ValueError, KeyError) as exc:
             click.echo(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", err=True)
             sys.exit(EXIT_ERROR)
+        except OSError as exc:  # disk full, file too large, permissions: the write failed as a whole
+            click.echo(f"error: a write failed ({exc}); nothing was promoted, the live generation is untouched. "
+                       "Free space or fix permissions, then rerun.", err=True)
+            sys.exit(EXIT_ERROR)
 
     return wrapper
 
@@ -199,10 +203,11 @@ def tenants():
 @click.argument("tenant")
 @click.option("--source", required=True, type=click.Path(exists=True, path_type=Path), help="Folder, .jsonl or .parquet file.")
 @click.option("--chunker", default="default@1", show_default=True, help="Schema NAME@VERSION the tenant is pinned to.")
+@click.option("--eval-set", help="Eval set (preset name or path) scored before each promotion; none by default.")
 @pass_ctx
 @_errors
-def tenants_add(ctx, tenant, source, chunker):
-    """Register TENANT with its source and chunker schema.
+def tenants_add(ctx, tenant, source, chunker, eval_set):
+    """Register TENANT with its source and chunker schema (and, with $DAGSTER_HOME set, as a Dagster partition).
 
     Example: ragindex tenants add acme --source ./acme-docs --chunker markdown@1
     """
@@ -210,11 +215,13 @@ def tenants_add(ctx, tenant, source, chunker):
     from schemas import SchemaRegistry
 
     SchemaRegistry().get(chunker)
-    ctx.store.save_settings(tenant, TenantSettings(source=str(source.resolve()), chunker=chunker))
+    ctx.store.save_settings(tenant, TenantSettings(source=str(source.resolve()), chunker=chunker, eval_set=eval_set))
     from pipeline.orchestration.instance import register_partition
 
-    register_partition(tenant)
-    click.echo(f"tenant {tenant}: source {source.resolve()}, chunker {chunker}")
+    registered = register_partition(tenant)
+    click.echo(f"tenant {tenant}: source {source.resolve()}, chunker {chunker}"
+               + (f", eval set {eval_set}" if eval_set else "")
+               + (f"; partition registered in {os.environ['DAGSTER_HOME']}" if registered else ""))
 
 
 @tenants.command("list")
@@ -312,16 +319,29 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, wait,
     """Index a tenant: documents -> chunks -> embeddings -> a new generation, promoted.
 
     Only texts never embedded before by this tenant with this model are embedded.
-    Over budget it exits 3 having changed nothing.
+    Over budget it exits 3 having changed nothing; a failed check (index
+    consistency, retrieval quality) exits 5 and leaves the live generation as it was.
+    With $DAGSTER_HOME set, it runs the Dagster asset job in that instance, so
+    the run and its metadata show in the UI.
 
     Example: ragindex reindex --tenant acme --source ./docs --max-cost 0.10
     """
     from pipeline.cost import Prices
-    from pipeline.reindex import Budget, BudgetExceeded, reindex as run
+    from pipeline.reindex import Budget, BudgetExceeded, ChecksFailed, reindex as run
 
     try:
-        result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder, prices=Prices.load(prices),
-                     budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait)
+        if os.environ.get("DAGSTER_HOME"):
+            from pipeline.orchestration.run import reindex_in_dagster
+
+            out, skipped = reindex_in_dagster(ctx.store, tenant, source=source, chunker=chunker, model=ctx.model,
+                                              prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait)
+        else:
+            result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder, prices=Prices.load(prices),
+                         budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait)
+            out, skipped = result.to_dict(), result.skipped
+    except ChecksFailed as exc:
+        click.echo(f"error: {exc}. The live generation is unchanged; the candidate stays on disk for inspection.", err=True)
+        sys.exit(EXIT_CHECK)
     except BudgetExceeded as exc:
         if as_json:
             click.echo(json.dumps({"error": "over budget", "reasons": exc.reasons, "plan": exc.plan.report()}, indent=2))
@@ -331,14 +351,15 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, wait,
             click.echo("To proceed: raise --budget-tokens/--max-cost, or reduce what is embedded "
                        "(e.g. index fewer documents or keep the tenant's current schema).", err=True)
         sys.exit(EXIT_BUDGET)
-    out = result.to_dict()
 
     def human(o):
         led = o["ledger"]
         click.echo(f"tenant {o['tenant']}: generation {o['generation']} is live")
         click.echo(f"  embedded {led['texts']} texts, {led['tokens']:,} tokens in {led['seconds']:.2f} s "
                    f"(${led['cost_usd']:.6f}); {o['plan']['vectors_reused']} vectors reused from cache")
-        _skipped_summary(result.skipped)
+        if "dagster_run_id" in o:
+            click.echo(f"  dagster run {o['dagster_run_id']} (see the UI's run history)")
+        _skipped_summary(skipped)
 
     _emit(out, as_json, human)
 
@@ -407,5 +428,12 @@ def status(ctx, tenant, as_json):
     _emit(out, as_json, human)
 
 
+# Commands that live in their own modules register themselves on `main`.
+from pipeline import cli_generations  # noqa: E402,F401
+from pipeline.evaluate import cli as _eval_cli  # noqa: E402,F401  (ragindex eval ...)
+
 if __name__ == "__main__":
-    main()
+    # Run the module-registered `main` (python -m pipeline.cli imports this file twice).
+    from pipeline.cli import main as _main
+
+    _main()

@@ -1,0 +1,137 @@
+"""``ragindex eval [run|record|diff]``: retrieval evaluation and the CI regression gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx
+
+data_root_option = click.option("--data-root", envvar="RAGINDEX_DATA_ROOT", type=click.Path(file_okay=False, path_type=Path),
+                                help="Folder holding the presets scifact/ and chroma_chunking/ (default ../shared/data).")
+baselines_option = click.option("--baselines", envvar="RAGINDEX_BASELINES", type=click.Path(file_okay=False, path_type=Path),
+                                help="Baselines folder (default benchmarks/baselines in the repository).")
+
+
+def _progress(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown):
+    from pipeline.evaluate import datasets, report
+    from pipeline.evaluate.gate import GateConfig
+    from pipeline.evaluate.runner import evaluate
+    from schemas import SchemaRegistry
+
+    if chunker and whole_docs:
+        raise click.UsageError("give --chunker or --whole-docs, not both")
+    ds = datasets.load(dataset, data_root)
+    schema = None if whole_docs else SchemaRegistry().get(chunker or "default@1")
+    res = evaluate(ds, schema, GateConfig(data_root=data_root, model=ctx.model, progress=_progress).embedder_for(dataset), k)
+    if markdown:
+        Path(markdown).write_text(report.render_result(res, md=True), encoding="utf-8")
+    _emit(res.to_dict(), as_json, lambda _: click.echo(report.render_result(res), nl=False))
+
+
+@main.group("eval", invoke_without_command=True)
+@click.option("--dataset", "-d", help="Preset (scifact, chroma) or a dataset folder; runs `eval run` with these options.")
+@click.option("--chunker", "-c", help="Chunker schema NAME@VERSION (default default@1).")
+@click.option("--whole-docs", is_flag=True, help="Embed whole documents instead of chunks.")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question (span datasets).")
+@data_root_option
+@json_option
+@pass_ctx
+@click.pass_context
+@_errors
+def eval_group(click_ctx, ctx, dataset, chunker, whole_docs, k, data_root, as_json):
+    """Retrieval quality of a chunker on golden sets, and the regression gate CI runs.
+
+    \b
+    Example: ragindex eval --dataset chroma --chunker recursive-250@1 --json
+    """
+    if click_ctx.invoked_subcommand is None:
+        if not dataset:
+            click.echo(click_ctx.get_help())
+            return
+        _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, None)
+
+
+@eval_group.command("run")
+@click.option("--dataset", "-d", required=True, help="Preset (scifact, chroma) or a dataset folder (BEIR or span set).")
+@click.option("--chunker", "-c", help="Chunker schema NAME@VERSION (default default@1).")
+@click.option("--whole-docs", is_flag=True, help="Embed whole documents instead of chunks.")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question (span datasets).")
+@data_root_option
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the result as a markdown table to this file.")
+@json_option
+@pass_ctx
+@_errors
+def eval_run(ctx, dataset, chunker, whole_docs, k, data_root, markdown, as_json):
+    """Evaluate one chunker (or whole documents) on one dataset; re-embeds only texts not cached.
+
+    Example: ragindex eval run --dataset scifact --whole-docs
+    """
+    _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown)
+
+
+@eval_group.command("record")
+@click.option("--schema", "refs", multiple=True, help="Schema NAME@VERSION to record (repeatable; default: every gated schema).")
+@click.option("--dataset", default="chroma", show_default=True, help="Dataset for a new baseline (an existing one keeps its own).")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question, for a new baseline.")
+@click.option("--accept-regression", metavar="REASON", help="Record a regression on purpose; the reason is kept in the baseline.")
+@baselines_option
+@data_root_option
+@json_option
+@pass_ctx
+@_errors
+def eval_record(ctx, refs, dataset, k, accept_regression, baselines, data_root, as_json):
+    """Write or refresh benchmarks/baselines/<NAME@VERSION>.json, keeping the diff against the old one.
+
+    Example: ragindex eval record --schema recursive-250@1
+    """
+    from pipeline.evaluate.gate import GATED, GateConfig, record
+
+    cfg = GateConfig(baselines=baselines, data_root=data_root, model=ctx.model, progress=_progress)
+    out = []
+    for ref in refs or GATED:
+        b = record(ref, cfg, dataset, k, accept_regression)
+        out.append({key: b[key] for key in ("schema", "dataset", "chunker_fingerprint", "metrics", "tolerances", "accepted_regression")}
+                   | {"regressions": (b["previous"] or {}).get("regressions", [])})
+
+    def human(rows):
+        for r in rows:
+            ms = "  ".join(f"{m} {100 * v:.2f}" for m, v in r["metrics"].items())
+            click.echo(f"recorded {r['schema']} on {r['dataset']}: {ms}")
+            if r["regressions"]:
+                click.echo(f"  worse than the previous baseline on {', '.join(r['regressions'])}"
+                           + (f"; accepted: {r['accepted_regression']}" if r["accepted_regression"] else
+                              "; `eval diff` fails until it is re-recorded with --accept-regression REASON"))
+
+    _emit(out, as_json, human)
+
+
+@eval_group.command("diff")
+@click.option("--schema", "refs", multiple=True, help="Only these schemas (default: every baseline).")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown (e.g. a PR comment).")
+@baselines_option
+@data_root_option
+@json_option
+@pass_ctx
+@_errors
+def eval_diff(ctx, refs, markdown, baselines, data_root, as_json):
+    """The CI gate: skip unchanged schemas, evaluate changed ones, fail on regressions (exit 5).
+
+    Example: ragindex eval diff --markdown gate.md
+    """
+    from pipeline.evaluate import report
+    from pipeline.evaluate.gate import GateConfig, diff
+
+    verdicts = diff(GateConfig(baselines=baselines, data_root=data_root, model=ctx.model, progress=_progress), list(refs) or None)
+    if markdown:
+        Path(markdown).write_text(report.render(verdicts, md=True), encoding="utf-8")
+    _emit(report.verdicts_json(verdicts), as_json, lambda _: click.echo(report.render(verdicts), nl=False))
+    if not all(v.ok for v in verdicts):
+        sys.exit(EXIT_CHECK)

@@ -1,0 +1,144 @@
+"""Evaluate one chunker (or whole documents) on one dataset with an exact inner-product search.
+
+A document-labelled dataset is scored at document level (a document scores its
+best chunk; every chunk is scored, so the aggregation is exact); a span dataset
+at character level with one index over all its documents and the top ``k`` chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.chunking import chunk_documents
+from pipeline.evaluate.datasets import Dataset
+from pipeline.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, doc_scores, span_scores
+from pipeline.evaluate.vectors import CachedEmbedder, EmbedStats
+from pipeline.fsutil import sha256_text
+
+WHOLE_DOCS = "whole-docs"
+DOC_DEPTH = 100  # documents ranked per question (recall@100 needs 100)
+QUERY_BLOCK = 256
+
+
+@dataclass
+class Chunks:
+    """The units that get embedded: one row per chunk, grouped by document."""
+
+    doc_ids: list[str]
+    starts: list[int]
+    ends: list[int]
+    texts: list[str]
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    dataset_fingerprint: str
+    chunker: str
+    chunker_fingerprint: str
+    embedder_fingerprint: str
+    k: int
+    metrics: dict[str, float]
+    noise: dict[str, float]  # bootstrap standard error of each mean, over questions
+    per_question: dict[str, dict[str, float]]
+    chunks: int
+    embed: EmbedStats = field(default_factory=EmbedStats)
+    seconds: float = 0.0
+
+    def to_dict(self, per_question: bool = False) -> dict:
+        d = asdict(self)
+        if not per_question:
+            d.pop("per_question")
+        return d
+
+
+def whole_docs(ds: Dataset) -> Chunks:
+    return Chunks(list(ds.doc_ids), [0] * len(ds.texts), [len(t) for t in ds.texts], list(ds.texts))
+
+
+def chunk_dataset(ds: Dataset, schema) -> Chunks:
+    """Cut every document of ``ds`` with ``schema`` (the pipeline's own chunking stage)."""
+    docs = pa.table({"doc_id": ds.doc_ids, "doc_hash": [sha256_text(t) for t in ds.texts], "text": ds.texts})
+    t = chunk_documents("eval", docs, schema)
+    return Chunks(t.column("doc_id").to_pylist(), t.column("start").to_pylist(), t.column("end").to_pylist(), t.column("text").to_pylist())
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` best columns per row, best first (ties: lower index first)."""
+    n = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def rank_documents(q: np.ndarray, vecs: np.ndarray, doc_ids: list[str], depth: int = DOC_DEPTH) -> list[list[str]]:
+    """Per query, the ``depth`` best documents, each scored by its best chunk (exact)."""
+    uniq, first, inverse = np.unique(np.asarray(doc_ids, dtype=object), return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(uniq)))
+    vecs = vecs[order]
+    out: list[list[str]] = []
+    for b in range(0, len(q), QUERY_BLOCK):
+        s = q[b : b + QUERY_BLOCK] @ vecs.T
+        per_doc = np.maximum.reduceat(s, starts, axis=1)
+        out.extend([[uniq[j] for j in row] for row in _top(per_doc, depth)])
+    return out
+
+
+def top_chunks(q: np.ndarray, vecs: np.ndarray, k: int) -> np.ndarray:
+    """Per query, the indices of the ``k`` best chunks (exact inner product)."""
+    return np.concatenate([_top(q[b : b + QUERY_BLOCK] @ vecs.T, k) for b in range(0, len(q), QUERY_BLOCK)]) if len(q) else np.zeros((0, k), int)
+
+
+def score(ds: Dataset, chunks: Chunks, qvecs: np.ndarray, cvecs: np.ndarray, k: int) -> dict[str, dict[str, float]]:
+    """Per-question metrics for ``ds`` given query and chunk vectors."""
+    per_q: dict[str, dict[str, float]] = {}
+    if ds.kind == "docs":
+        for qid, ranked in zip(ds.query_ids, rank_documents(qvecs, cvecs, chunks.doc_ids)):
+            per_q[qid] = doc_scores(ranked, ds.qrels[qid])
+        return per_q
+    by_doc: dict[str, list[tuple[int, int]]] = {}
+    for d, s, e in zip(chunks.doc_ids, chunks.starts, chunks.ends):
+        by_doc.setdefault(d, []).append((s, e))
+    for qid, top in zip(ds.query_ids, top_chunks(qvecs, cvecs, k)):
+        retrieved = [(chunks.doc_ids[i], chunks.starts[i], chunks.ends[i]) for i in top]
+        refs = [(s.doc_id, s.start, s.end) for s in ds.spans[qid]]
+        per_q[qid] = span_scores(retrieved, refs, by_doc)
+    return per_q
+
+
+def summarize(ds: Dataset, per_q: dict[str, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """(mean of each metric, its bootstrap standard error over questions)."""
+    names = DOC_METRICS if ds.kind == "docs" else SPAN_METRICS
+    means, noise = {}, {}
+    for m in names:
+        vals = np.array([per_q[q][m] for q in ds.query_ids], dtype=np.float64)
+        means[m] = float(vals.mean()) if len(vals) else 0.0
+        noise[m] = bootstrap_se(vals)
+    return means, noise
+
+
+def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5) -> EvalResult:
+    """Chunk with ``schema`` (None: whole documents), embed through the cache, search exactly, score."""
+    t0 = time.perf_counter()
+    chunks = whole_docs(ds) if schema is None else chunk_dataset(ds, schema)
+    before = EmbedStats(**asdict(embedder.stats))
+    qvecs = embedder.embed(ds.queries)
+    cvecs = embedder.embed(chunks.texts)
+    per_q = score(ds, chunks, qvecs, cvecs, k)
+    means, noise = summarize(ds, per_q)
+    spent = EmbedStats(**asdict(embedder.stats))
+    for f in ("texts", "unique_texts", "cache_hits", "embedded", "tokens", "seconds"):
+        setattr(spent, f, getattr(spent, f) - getattr(before, f))
+    return EvalResult(
+        dataset=ds.name, dataset_fingerprint=ds.fingerprint(),
+        chunker=WHOLE_DOCS if schema is None else schema.ref,
+        chunker_fingerprint=WHOLE_DOCS if schema is None else schema.fingerprint(),
+        embedder_fingerprint=embedder.embedder.fingerprint, k=k, metrics=means, noise=noise,
+        per_question=per_q, chunks=len(chunks.texts), embed=spent, seconds=time.perf_counter() - t0,
+    )
