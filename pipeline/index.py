@@ -161,7 +161,27 @@ def load_generation(paths: TenantPaths, gen_id: str) -> Generation:
     rows = pq.read_table(gdir / "ids.parquet")
     if index.ntotal != rows.num_rows or index.ntotal != manifest.get("vectors"):
         raise GenerationError(f"generation {gen_id}: index has {index.ntotal} vectors, ids.parquet {rows.num_rows}, manifest {manifest.get('vectors')}")
-    return Generation(gen_id, manifest, index, rows)
+    return Generation(gen_id, manifest, to_gpu_if_available(index), rows)
+
+
+_GPU_RESOURCES = None
+
+
+def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
+    """Serve a flat index from the GPU when the faiss GPU build and a GPU are present.
+
+    Files on disk are always CPU indexes, so a generation written on a GPU
+    machine loads anywhere. HNSW has no GPU implementation and stays on the CPU.
+    Set RAGINDEX_FAISS_GPU=0 to force the CPU.
+    """
+    global _GPU_RESOURCES
+    if os.environ.get("RAGINDEX_FAISS_GPU", "1") == "0" or not hasattr(faiss, "StandardGpuResources"):
+        return index
+    if faiss.get_num_gpus() < 1 or not isinstance(index, faiss.IndexFlat) or index.ntotal == 0:
+        return index
+    if _GPU_RESOURCES is None:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
 
 
 def live_state(paths: TenantPaths) -> tuple[dict[str, str], set[str]]:
