@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.cost import Throughput  # noqa: E402
 from pipeline.embedder import EmbedderConfig  # noqa: E402
+from pipeline.orchestration.devserver import stop_process_group  # noqa: E402
 from pipeline.reindex import reindex  # noqa: E402
 from pipeline.tenants import TenantStore  # noqa: E402
 from tests.conftest import scifact_docs, write_jsonl  # noqa: E402
@@ -70,16 +70,7 @@ def startup_seconds(work: Path) -> float:
                 time.sleep(0.2)
         raise RuntimeError("dagster dev did not answer in 300 s")
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        stop_process_group(proc)
 
 
 def in_process(src: Path, model: str, repeats: int, work: Path) -> dict:

@@ -75,6 +75,8 @@ class Ctx:
 
 pass_ctx = click.make_pass_decorator(Ctx)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text.")
+wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+                           help="Seconds to wait for another writer of the tenant (default: fail at once, exit 4).")
 tenant_option = click.option("--tenant", "-t", required=True, help="Tenant name: a-z, 0-9, '_' and '-', at most 63 characters.")
 
 
@@ -311,7 +313,7 @@ def plan(ctx, tenant, source, chunker, prices, as_json):
 @prices_option
 @click.option("--budget-tokens", type=click.IntRange(min=0), help="Refuse to embed more model tokens than this.")
 @click.option("--max-cost", type=click.FloatRange(min=0), help="Refuse if the estimated cost (USD) is higher.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, help="Seconds to wait for another writer of the tenant.")
+@wait_option
 @json_option
 @pass_ctx
 @_errors

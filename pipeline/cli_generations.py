@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option
+from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option, wait_option
 
 
 @main.command()
@@ -30,7 +30,7 @@ def generations(ctx, tenant, as_json):
 @main.command()
 @tenant_option
 @click.option("--to", "to", help="Generation id to make live (default: the one before the live one).")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, help="Seconds to wait for another writer.")
+@wait_option
 @json_option
 @pass_ctx
 @_errors
@@ -53,7 +53,7 @@ def rollback(ctx, tenant, to, wait, as_json):
 @main.command()
 @tenant_option
 @click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest generations to keep.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, help="Seconds to wait for another writer.")
+@wait_option
 @json_option
 @pass_ctx
 @_errors
@@ -74,7 +74,7 @@ def gc(ctx, tenant, keep, wait, as_json):
 @main.command()
 @tenant_option
 @click.option("--repair", is_flag=True, help="Rebuild damaged generations from the embedding cache (no re-embedding).")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, help="Seconds to wait for another writer.")
+@wait_option
 @json_option
 @pass_ctx
 @_errors

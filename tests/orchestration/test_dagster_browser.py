@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.orchestration.devserver import stop_process_group
 from tests.conftest import REPO, scifact_docs, write_jsonl
 
 pytestmark = pytest.mark.browser
@@ -117,20 +117,5 @@ def test_asset_page_shows_the_materialization_and_its_metadata(tmp_path):
         assert shot.exists() and shot.stat().st_size > 10_000
         (artifacts / "dagster-startup.json").write_text(json.dumps({"dagster_dev_ready_s": round(startup, 2)}))
     finally:
-        _stop(server)
+        stop_process_group(server)
         log.close()
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop dagster dev and everything it started (its own process group): SIGINT, then SIGKILL."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(server.pid, signal.SIGKILL)  # children that outlived the parent
-    except ProcessLookupError:
-        pass
-    server.wait(timeout=10)
