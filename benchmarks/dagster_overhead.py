@@ -22,14 +22,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.cost import Throughput  # noqa: E402
 from pipeline.embedder import EmbedderConfig  # noqa: E402
-from pipeline.orchestration.devserver import stop_process_group  # noqa: E402
+from pipeline.orchestration.devserver import dagster_dev, fresh_dagster_home  # noqa: E402
 from pipeline.reindex import reindex  # noqa: E402
 from pipeline.tenants import TenantStore  # noqa: E402
 from tests.conftest import scifact_docs, write_jsonl  # noqa: E402
@@ -46,31 +43,14 @@ BIN = Path(sys.executable).parent
 
 
 def _dagster_home(root: Path) -> Path:
-    home = root / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    return home
+    return fresh_dagster_home(root / "dagster_home")
 
 
 def startup_seconds(work: Path) -> float:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "DAGSTER_HOME": str(_dagster_home(work)), "RAGINDEX_HOME": str(work / "home"),
            "RAGINDEX_SOURCES": str(work / "sources")}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        while time.perf_counter() - t0 < 300:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=1).read()
-                return time.perf_counter() - t0
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("dagster dev did not answer in 300 s")
-    finally:
-        stop_process_group(proc)
+    with dagster_dev(env) as server:
+        return server.startup_s
 
 
 def in_process(src: Path, model: str, repeats: int, work: Path) -> dict:

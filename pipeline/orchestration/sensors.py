@@ -53,8 +53,16 @@ def scan_sources(root: Path) -> Scan:
     return scan
 
 
+def sensor_interval() -> int:
+    """Seconds between sensor ticks: RAGINDEX_SENSOR_INTERVAL_S, default 30 (each tick walks the whole sources root)."""
+    raw = os.environ.get("RAGINDEX_SENSOR_INTERVAL_S", "30")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"RAGINDEX_SENSOR_INTERVAL_S must be a whole number of seconds >= 1, got {raw!r}")
+    return int(raw)
+
+
 def build_sensor(job) -> dg.SensorDefinition:
-    @dg.sensor(job=job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    @dg.sensor(job=job, minimum_interval_seconds=sensor_interval(), default_status=dg.DefaultSensorStatus.RUNNING,
                description="Watches the sources root: a new tenant folder adds the partition and a run; a changed one, a run.")
     def tenant_sources(context: dg.SensorEvaluationContext, sources: SourcesResource, store: TenantStoreResource):
         scan = scan_sources(sources.path())

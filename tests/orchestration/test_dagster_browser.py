@@ -13,16 +13,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from pipeline.orchestration.devserver import stop_process_group
+from pipeline.orchestration.devserver import dagster_dev, fresh_dagster_home
 from tests.conftest import REPO, scifact_docs, write_jsonl
 
 pytestmark = pytest.mark.browser
@@ -40,18 +37,6 @@ def _chromium() -> str:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, data: bytes | None = None, timeout: float = 5.0) -> bytes:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.read()
-
-
 def _page_text(chromium: str, url: str, profile: Path, budget_ms: int = 20000) -> str:
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
                           "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
@@ -63,32 +48,13 @@ def test_asset_page_shows_the_materialization_and_its_metadata(tmp_path):
     chromium = _chromium()
     artifacts = Path(os.environ.get("RAGINDEX_ARTIFACTS") or REPO / "tests" / "orchestration" / "artifacts")
     artifacts.mkdir(parents=True, exist_ok=True)
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "RAGINDEX_HOME": str(tmp_path / "home"),
-           "RAGINDEX_MODEL": "hash", "RAGINDEX_SOURCES": str(tmp_path / "sources"), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DAGSTER_HOME": str(fresh_dagster_home(tmp_path / "dagster_home")),
+           "RAGINDEX_HOME": str(tmp_path / "home"), "RAGINDEX_MODEL": "hash",
+           "RAGINDEX_SOURCES": str(tmp_path / "sources"), "PYTHONPATH": str(REPO)}
     src = write_jsonl(tmp_path / "acme.jsonl", scifact_docs(20))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     bin_dir = Path(sys.executable).parent
-    log = open(tmp_path / "dagster-dev.log", "w")
-    t0 = time.perf_counter()
-    server = subprocess.Popen([str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        startup = None
-        while time.perf_counter() - t0 < 180:
-            if server.poll() is not None:
-                pytest.fail("dagster dev exited:\n" + (tmp_path / "dagster-dev.log").read_text()[-3000:])
-            try:
-                _get(f"{base}/server_info", timeout=1.0)
-                startup = time.perf_counter() - t0
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert startup is not None, "dagster dev did not answer within 180 s"
-
+    with open(tmp_path / "dagster-dev.log", "w") as log, dagster_dev(env, log, timeout=180) as server:
+        base = server.base_url
         # Materialize the tenant through the CLI: it runs the asset job against the server's instance.
         ragindex = [str(bin_dir / "ragindex"), "--model", "hash"]
         subprocess.run([*ragindex, "tenants", "add", "acme", "--source", str(src)], env=env, check=True, capture_output=True)
@@ -96,7 +62,7 @@ def test_asset_page_shows_the_materialization_and_its_metadata(tmp_path):
                                         capture_output=True, text=True).stdout)
         tokens = out["plan"]["tokens_to_embed"]
         # The first-visit newsletter dialog would cover the page; the UI's own mutation marks it seen.
-        _get(f"{base}/graphql", data=json.dumps({"query": "mutation { setNuxSeen }"}).encode())
+        server.graphql("mutation { setNuxSeen }")
 
         url = f"{base}/assets/embeddings?view=partitions&partition=acme"
         text = ""
@@ -115,7 +81,4 @@ def test_asset_page_shows_the_materialization_and_its_metadata(tmp_path):
         subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", "--virtual-time-budget=20000",
                         f"--screenshot={shot}", url], capture_output=True, timeout=120)
         assert shot.exists() and shot.stat().st_size > 10_000
-        (artifacts / "dagster-startup.json").write_text(json.dumps({"dagster_dev_ready_s": round(startup, 2)}))
-    finally:
-        stop_process_group(server)
-        log.close()
+        (artifacts / "dagster-startup.json").write_text(json.dumps({"dagster_dev_ready_s": round(server.startup_s, 2)}))

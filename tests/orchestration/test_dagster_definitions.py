@@ -7,6 +7,7 @@ import json
 import shutil
 
 import dagster as dg
+import pytest
 
 from pipeline.orchestration.location import REINDEX_JOB, build_definitions
 from pipeline.orchestration.resources import SourcesResource, TenantStoreResource
@@ -112,3 +113,12 @@ def test_sensor_missing_sources_root_skips_with_reason(tmp_path, store):
     with dg.instance_for_test() as instance:
         result = _sensor_eval(defs, instance, None, store, tmp_path / "nowhere")
         assert not result.run_requests and "0 watched, 1 ignored" in result.skip_reason.skip_message
+
+
+def test_sensor_interval_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAGINDEX_SENSOR_INTERVAL_S", "7")
+    (sensor,) = build_definitions(store_root=tmp_path / "home", sources_root=tmp_path / "src", model="hash").sensors
+    assert sensor.minimum_interval_seconds == 7
+    monkeypatch.setenv("RAGINDEX_SENSOR_INTERVAL_S", "0")
+    with pytest.raises(ValueError, match="RAGINDEX_SENSOR_INTERVAL_S"):
+        build_definitions(store_root=tmp_path / "home", sources_root=tmp_path / "src", model="hash")
