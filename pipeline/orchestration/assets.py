@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from pipeline.chunking import chunk_documents, write_chunks
 from pipeline.cost import diff_documents
 from pipeline.documents import load_documents, read_documents, write_documents
+from pipeline.faults import fault_point
 from pipeline.index import current_id, live_state, read_manifest
 from pipeline.locking import tenant_lock
 from pipeline.orchestration.meta import check_result, markdown, plain, summary_first, typed
@@ -31,27 +32,35 @@ tenants = dg.DynamicPartitionsDefinition(name="tenants")
 GROUP = "ragindex"
 
 
+# How long an asset waits for the tenant's writer lock. The first asset fails at once
+# when another writer holds it (as `ragindex reindex` without --wait does). Once a run
+# has started, its later assets queue behind a writer that came in between them (a CLI
+# reindex, say) instead of failing halfway through the run.
+FIRST_ASSET_LOCK_WAIT_S = 0.0
+IN_RUN_LOCK_WAIT_S = 3600.0
+
+
 class DocumentsConfig(dg.Config):
     source: Optional[str] = None  # default: the tenant's registered source
-    lock_wait_s: float = 0.0
+    lock_wait_s: float = FIRST_ASSET_LOCK_WAIT_S
 
 
 class ChunksConfig(dg.Config):
     chunker: Optional[str] = None  # default: the tenant's pinned schema NAME@VERSION
-    lock_wait_s: float = 0.0
+    lock_wait_s: float = IN_RUN_LOCK_WAIT_S
 
 
 class EmbeddingsConfig(dg.Config):
     chunker: Optional[str] = None
     budget_tokens: Optional[int] = None
     max_cost_usd: Optional[float] = None
-    lock_wait_s: float = 0.0
+    lock_wait_s: float = IN_RUN_LOCK_WAIT_S
 
 
 class TenantIndexConfig(dg.Config):
     chunker: Optional[str] = None
     quality_tolerance: float = 0.0  # allowed drop of any eval metric against the live generation
-    lock_wait_s: float = 0.0
+    lock_wait_s: float = IN_RUN_LOCK_WAIT_S
 
 
 def _latest_metadata(context: dg.AssetExecutionContext, asset: str) -> dict:
@@ -131,11 +140,15 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
         docs = read_documents(_require(paths.documents, tenant, "documents"))
         table = pq.read_table(_require(paths.chunks(schema.ref), tenant, "chunks"))
         skipped = int(_latest_metadata(context, "documents").get("docs_skipped", 0))
-        plan = plan_embeddings(st, tenant, schema, docs, table, emb, price_table, skipped=skipped)
-        gate = budget_gate(plan, Budget(config.budget_tokens, config.max_cost_usd))
         ledger = None
-        if gate.passed:  # over budget: embed nothing; the failed blocking check stops tenant_index
-            with tenant_lock(paths.lock, wait=config.lock_wait_s):
+        fault_point("embeddings-lock")
+        # Plan under the lock, as reindex() does: another writer (a CLI reindex) may
+        # commit vectors between this run's assets, and a plan made before it
+        # finished would pay for them again.
+        with tenant_lock(paths.lock, wait=config.lock_wait_s):
+            plan = plan_embeddings(st, tenant, schema, docs, table, emb, price_table, skipped=skipped)
+            gate = budget_gate(plan, Budget(config.budget_tokens, config.max_cost_usd))
+            if gate.passed:  # over budget: embed nothing; the failed blocking check stops tenant_index
                 ledger = embed_run(st, tenant, plan, emb, price_table)
         hashes = list(dict.fromkeys(table.column("text_hash").to_pylist()))
         have = cached_hashes(st, tenant, emb.fingerprint, hashes)

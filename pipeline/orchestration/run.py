@@ -18,6 +18,7 @@ from dagster._core.utils import make_new_run_id
 
 from pipeline.cost import Plan, Prices
 from pipeline.embedder import EmbedderConfig
+from pipeline.orchestration.assets import IN_RUN_LOCK_WAIT_S
 from pipeline.orchestration.location import REINDEX_JOB, build_definitions
 from pipeline.orchestration.meta import plain
 from pipeline.reindex import Budget, BudgetExceeded, ChecksFailed, Gate, prepare, resolve
@@ -33,7 +34,10 @@ def _run_config(source, chunker, budget: Budget, wait: float) -> dict:
         "tenant_index": {"chunker": chunker},
     }
     return {
-        "ops": {op: {"config": {**{k: v for k, v in cfg.items() if v is not None}, "lock_wait_s": float(wait)}}
+        # --wait applies to the run's first lock; later assets queue behind any writer
+        # that came in between (assets.IN_RUN_LOCK_WAIT_S) rather than fail halfway.
+        "ops": {op: {"config": {**{k: v for k, v in cfg.items() if v is not None},
+                                "lock_wait_s": float(wait) if op == "documents" else max(float(wait), IN_RUN_LOCK_WAIT_S)}}
                 for op, cfg in ops.items()},
         # The CLI prints its own summary; Dagster's step-by-step log would drown it.
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
