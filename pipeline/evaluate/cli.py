@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx
+from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option
 
 data_root_option = click.option("--data-root", envvar="RAGINDEX_DATA_ROOT", type=click.Path(file_okay=False, path_type=Path),
                                 help="Folder holding the presets scifact/ and chroma_chunking/ (default ../shared/data).")
@@ -75,6 +74,44 @@ def eval_run(ctx, dataset, chunker, whole_docs, k, data_root, markdown, as_json)
     Example: ragindex eval run --dataset scifact --whole-docs
     """
     _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown)
+
+
+@eval_group.command("tenant")
+@tenant_option
+@click.option("--generation", "-g", help="Generation to score (default: the live one).")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question (span sets).")
+@json_option
+@pass_ctx
+@_errors
+def eval_tenant(ctx, tenant, generation, k, as_json):
+    """Score a tenant's generation on the tenant's own eval set (set with `tenants add --eval-set`).
+
+    This is the score the `quality_not_worse` check compares before each promotion.
+    Only the tenant's own index and texts are searched.
+
+    Example: ragindex eval tenant --tenant acme --json
+    """
+    from pipeline.evaluate.tenant import tenant_quality
+    from pipeline.index import current_id
+    from pipeline.tenants import TenantError
+
+    paths = ctx.store.require(tenant)
+    eval_set = ctx.store.settings(tenant).eval_set
+    if eval_set is None:
+        raise TenantError(f"tenant {tenant!r} has no eval set; register one with "
+                          f"`ragindex tenants add {tenant} --source ... --eval-set PATH`")
+    gen = generation or current_id(paths)
+    if gen is None:
+        raise TenantError(f"tenant {tenant!r} has no live generation yet; run `ragindex reindex --tenant {tenant}` first")
+    metrics = tenant_quality(ctx.store, tenant, gen, ctx.embedder, k=k)
+    out = {"tenant": tenant, "generation": gen, "eval_set": eval_set, "k": k, "metrics": metrics}
+
+    def human(o):
+        click.echo(f"{tenant} generation {gen} on {eval_set}:")
+        for name, value in o["metrics"].items():
+            click.echo(f"  {name:<16} {value:.4f}")
+
+    _emit(out, as_json, human)
 
 
 @eval_group.command("record")

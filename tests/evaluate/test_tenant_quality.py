@@ -67,3 +67,24 @@ def test_metrics_for_a_generation_with_the_real_model(store, model, scifact_tena
     assert q["recall@100"] >= q["recall@10"] >= q["recall@5"] and q["ndcg@10"] > 0.5  # a real model finds SciFact evidence
     # queries are cached: a second call embeds nothing new
     assert tenant_quality(store, "acme", gen, model) == q
+
+
+def test_cli_eval_tenant_scores_the_live_generation_and_explains_a_missing_eval_set(store, hash_embedder, scifact_tenant):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    src, eval_set = scifact_tenant
+    run = CliRunner(env={"RAGINDEX_HOME": str(store.root)})
+    assert run.invoke(main, ["tenants", "add", "acme", "--source", str(src)]).exit_code == 0
+    assert run.invoke(main, ["--model", "hash", "reindex", "-t", "acme"]).exit_code == 0
+    res = run.invoke(main, ["--model", "hash", "eval", "tenant", "-t", "acme"])
+    assert res.exit_code == 1 and "has no eval set" in res.output and "--eval-set" in res.output
+
+    store.save_settings("acme", TenantSettings(source=str(src), eval_set=str(eval_set)))
+    res = run.invoke(main, ["--model", "hash", "eval", "tenant", "-t", "acme", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    gen = current_id(store.paths("acme"))
+    assert out["generation"] == gen and out["metrics"]["ndcg@10"] > 0
+    assert out["metrics"] == tenant_quality(store, "acme", gen, hash_embedder)
