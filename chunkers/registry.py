@@ -7,6 +7,7 @@ import json
 from functools import lru_cache
 
 from chunkers import markdown, recursive, sentence, token
+from chunkers.base import Chunker
 from chunkers.probe import PROBE_TEXT
 from chunkers.tokenizers import get_tokenizer
 
@@ -22,7 +23,7 @@ KINDS = {
 IMPL_VERSIONS = {kind: cls.IMPL_VERSION for kind, cls in KINDS.items()}
 
 
-def build_chunker(spec) -> "Chunker":
+def build_chunker(spec) -> Chunker:
     """Instantiate the chunker a validated schema describes."""
     try:
         cls = KINDS[spec.kind]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +35,7 @@ def test_deeply_nested_folders(tmp_path):
 
 @pytest.mark.slow
 def test_many_tiny_files(tmp_path):
-    """100,000 tiny files (a million is the same code path; see the README's Reliability table)."""
+    """100,000 tiny files; nothing lost. benchmarks/many_files.py runs the same at a million (README, Reliability)."""
     root = tmp_path / "src"
     n = 100_000
     for i in range(0, n, 1000):
@@ -45,11 +43,10 @@ def test_many_tiny_files(tmp_path):
         sub.mkdir(parents=True)
         for j in range(1000):
             (sub / f"{j}.txt").write_text(f"doc {i + j}" if j % 500 else "")
-    t0 = time.perf_counter()
-    table, rep = load_documents(root)
+    table, rep = load_documents(root)  # a hang is caught by pytest's timeout, not a timed assertion
     assert table.num_rows == n - n // 500 and len(rep.skipped) == n // 500
     assert all(s.reason == "empty file (0 bytes)" for s in rep.skipped)
-    assert time.perf_counter() - t0 < 600  # generous: a hang, not speed, is what this catches
+    assert len(set(table.column("doc_id").to_pylist())) == table.num_rows
 
 
 def test_hostile_document_ids(tmp_path, store, hash_embedder):
