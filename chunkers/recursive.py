@@ -31,6 +31,7 @@ class RecursiveChunker:
         """Chunk ``text[start:end]`` (the whole text by default); offsets are into ``text``."""
         end = len(text) if end is None else end
         self._text = text
+        self._counts: dict[Piece, int] = {}  # _split counts every piece; _merge needs the same counts again
         pieces = self._split((start, end), self.separators)
         out: list[Span] = []
         for s, e in pieces:
@@ -44,7 +45,10 @@ class RecursiveChunker:
         return out
 
     def _len(self, p: Piece) -> int:
-        return self.tok.count(self._text[p[0] : p[1]])
+        n = self._counts.get(p)
+        if n is None:
+            n = self._counts[p] = self.tok.count(self._text[p[0] : p[1]])
+        return n
 
     def _split(self, piece: Piece, separators: tuple[str, ...]) -> list[Piece]:
         text = self._text[piece[0] : piece[1]]

@@ -7,6 +7,7 @@ was live, promotes the new one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -219,18 +220,16 @@ def verify(paths: TenantPaths, repair: bool = False) -> dict:
     leftovers = sorted(p.name for p in paths.generations.glob(".tmp-*")) if paths.generations.exists() else []
     if leftovers:
         out["incomplete_builds"] = leftovers  # harmless: never live; `ragindex gc` removes them
-    cache_ctx = None
-    try:
-        cache_ctx = EmbeddingCache(paths.cache, read_only=not repair) if paths.cache.exists() else None
-        cache = cache_ctx.__enter__() if cache_ctx else None
-    except CacheError as exc:
-        out["problems"].append(str(exc))
-        cache, cache_ctx = None, None
-        if repair:
-            out["repairs"].append(_restore_cache(paths, gens))
-            cache_ctx = EmbeddingCache(paths.cache)
-            cache = cache_ctx.__enter__()
-    try:
+    with contextlib.ExitStack() as stack:
+        cache = None
+        try:
+            if paths.cache.exists():
+                cache = stack.enter_context(EmbeddingCache(paths.cache, read_only=not repair))
+        except CacheError as exc:
+            out["problems"].append(str(exc))
+            if repair:
+                out["repairs"].append(_restore_cache(paths, gens))
+                cache = stack.enter_context(EmbeddingCache(paths.cache))
         for gen in gens:
             rep = GenerationReport(gen, gen == live, check_generation(paths, gen, cache))
             if repair and not rep.ok and cache is not None:
@@ -249,9 +248,6 @@ def verify(paths: TenantPaths, repair: bool = False) -> dict:
             if usable:
                 promote(paths, usable[-1])
                 out["repaired_current"] = usable[-1]
-    finally:
-        if cache_ctx:
-            cache_ctx.__exit__(None, None, None)
     out["ok"] = not out["problems"] and all(g["ok"] for g in out["generations"])
     out["current_after"] = current_id(paths)
     return out

@@ -363,6 +363,14 @@ def reindex(store: TenantStore, tenant: str, *, source: str | Path | None = None
     """
     prices = prices or Prices.load()
     src, schema = resolve(store, tenant, source, chunker)
+    if budget != Budget() and not store.exists(tenant):
+        # A new tenant over budget must leave nothing behind, not even its directory and
+        # lock file, so check before creating it. Within budget, the plan is made again
+        # under the lock below; another writer may have created the tenant meanwhile.
+        preflight = prepare(store, tenant, src, schema, embedder, prices, progress=progress)
+        reasons = budget.violations(preflight.plan)
+        if reasons:
+            raise BudgetExceeded(preflight.plan, reasons)
     paths = store.create(tenant)
     # Plan under the lock: a plan made before another writer finished would pay
     # again for the texts that writer has just committed.

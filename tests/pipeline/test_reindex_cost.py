@@ -116,6 +116,16 @@ def test_over_budget_changes_nothing(store, hash_embedder, corpus, tmp_path):
     assert current_id(paths) == first.generation and len(list_generations(paths)) == 1
 
 
+def test_over_budget_new_tenant_leaves_nothing_behind(store, hash_embedder, corpus):
+    _, src = corpus
+    with pytest.raises(BudgetExceeded):
+        reindex(store, "newco", source=src, chunker="recursive-250@1", embedder=hash_embedder, budget=Budget(tokens=10))
+    assert not store.exists("newco") and not hash_embedder.calls
+    within = reindex(store, "newco", source=src, chunker="recursive-250@1", embedder=hash_embedder,
+                     budget=Budget(tokens=10**9))
+    assert within.ledger["texts"] == within.plan.texts_to_embed > 0
+
+
 def test_model_change_is_a_new_key_space(store, corpus):
     _, src = corpus
     a = reindex(store, "acme", source=src, chunker="recursive-250@1", embedder=HashEmbedder(dim=32))
