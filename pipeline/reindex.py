@@ -363,19 +363,21 @@ def reindex(store: TenantStore, tenant: str, *, source: str | Path | None = None
     """
     prices = prices or Prices.load()
     src, schema = resolve(store, tenant, source, chunker)
+    preflight = None
     if budget != Budget() and not store.exists(tenant):
         # A new tenant over budget must leave nothing behind, not even its directory and
-        # lock file, so check before creating it. Within budget, the plan is made again
-        # under the lock below; another writer may have created the tenant meanwhile.
+        # lock file, so check before creating it.
         preflight = prepare(store, tenant, src, schema, embedder, prices, progress=progress)
         reasons = budget.violations(preflight.plan)
         if reasons:
             raise BudgetExceeded(preflight.plan, reasons)
     paths = store.create(tenant)
     # Plan under the lock: a plan made before another writer finished would pay
-    # again for the texts that writer has just committed.
+    # again for the texts that writer has just committed. The preflight plan of a
+    # new tenant still holds if no writer has written its cache or a generation since.
     with tenant_lock(paths.lock, wait=wait):
-        prepared = prepare(store, tenant, src, schema, embedder, prices, progress=progress)
+        untouched = preflight is not None and not paths.cache.exists() and current_id(paths) is None
+        prepared = preflight if untouched else prepare(store, tenant, src, schema, embedder, prices, progress=progress)
         plan = prepared.plan
         reasons = budget.violations(plan)
         if reasons:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import dagster as dg
 import pytest
@@ -11,14 +10,13 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.index import current_id, list_generations
-from tests.conftest import REPO, scifact_docs, write_jsonl
+from pipeline.orchestration.devserver import fresh_dagster_home
+from tests.conftest import scifact_docs, write_jsonl
 
 
 @pytest.fixture
 def dagster_home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")  # the repo's own instance config
+    home = fresh_dagster_home(tmp_path / "dagster_home")  # the repo's own instance config
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 
