@@ -63,7 +63,7 @@ def in_process(src: Path, model: str, repeats: int, work: Path) -> dict:
     for i in range(repeats):
         for way in ("direct", "dagster"):
             store = TenantStore(work / f"{way}-{i}" / "home")
-            Throughput(store.root / "throughput.json").record(embedder, 100_000, 1.0 if model == "hash" else 50.0)
+            Throughput(store.root).record(embedder, 100_000, 1.0 if model == "hash" else 50.0)
             if way == "dagster":
                 os.environ["DAGSTER_HOME"] = str(_dagster_home(work / f"{way}-{i}"))
                 instance = DagsterInstance.get()

@@ -28,7 +28,8 @@ from pipeline.chunking import chunk_documents  # noqa: E402
 from pipeline.cost import Prices, Throughput, make_plan  # noqa: E402
 from pipeline.documents import load_documents  # noqa: E402
 from pipeline.embedder import EmbedderConfig  # noqa: E402
-from pipeline.reindex import embed_missing, reindex  # noqa: E402
+from pipeline.embedding import embed_missing  # noqa: E402
+from pipeline.reindex import reindex  # noqa: E402
 from pipeline.tenants import TenantStore  # noqa: E402
 from schemas import SchemaRegistry  # noqa: E402
 
@@ -61,16 +62,10 @@ def throughput(work: Path, emb, texts, rounds: int) -> dict:
         emb.model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         raw.append(time.perf_counter() - t0)
         # ours: the real embed stage, from plan to committed cache rows
-        import pyarrow as pa
-
-        from pipeline.fsutil import sha256_text
-
-        table = pa.table({"chunk_id": [str(i) for i in range(len(texts))], "text_hash": [sha256_text(t) for t in texts], "text": texts})
+        staged = _staged(work, schema, emb, texts)
         with EmbeddingCache(work / f"cache-{r}.duckdb") as cache:
             t0 = time.perf_counter()
-            plan = make_plan(tenant="bench", schema=schema, chunks=table, documents=pa.table({"doc_id": [], "doc_hash": []}),
-                             skipped=0, live_docs={}, live_chunk_ids=set(), cached=set(), embedder=emb, prices=prices,
-                             throughput=Throughput(work / "tp.json"))
+            plan = make_plan(staged, set(), emb, prices, Throughput(work))
             cache.start_run(f"r{r}", "bench", schema.ref, emb.fingerprint, emb.device, plan)
             embed_missing(cache, emb, plan, f"r{r}", prices)
             cache.finish_run(f"r{r}")
@@ -85,11 +80,25 @@ def throughput(work: Path, emb, texts, rounds: int) -> dict:
     }
 
 
+def _staged(work: Path, schema, emb, texts: list[str]):
+    """The texts as the chunk stage would hand them over: one document each, one chunk each."""
+    from pipeline.changes import ChangeSet, DocChange, RunConfig
+    from pipeline.chunking import chunk_changes
+    from pipeline.fsutil import sha256_text
+    from pipeline.index import SourceState
+    from pipeline.tenants import TenantPaths
+
+    cfg = RunConfig("bench", str(work), schema.ref, schema.fingerprint(), emb.name, emb.fingerprint, emb.dim, schema.spec.tokenizer)
+    ups = [DocChange(f"t{i}", "new", sha256_text(t), "{}", text=t) for i, t in enumerate(texts)]
+    cs = ChangeSet(cfg, None, 0, 0, None, None, SourceState(path=str(work), kind="folder"), upserts=ups)
+    return chunk_changes(TenantPaths("bench", work / "unused"), cs, schema)
+
+
 def incremental(work: Path, emb, n_docs: int) -> dict:
     docs = scifact(n_docs)
     store = TenantStore(work / "home")
     src = write_jsonl(work / "full.jsonl", docs)
-    Throughput(store.root / "throughput.json").record(emb, 100000, 40.0)  # skip calibration in the timing
+    Throughput(store.root).record(emb, 100000, 40.0)  # skip calibration in the timing
     t0 = time.perf_counter()
     full = reindex(store, "bench", source=src, chunker="recursive-250@1", embedder=emb)
     full_s = time.perf_counter() - t0

@@ -1,8 +1,14 @@
-"""A million tiny files (issue 7): `ragindex plan` over a folder of N one-line files.
+"""A million tiny files (issues 7 and 12): the first plan, a full reindex, then a no-op, over N one-line files.
 
 Makes N files (1,000 per sub-folder; every 500th one empty, so it must be skipped
-with a reason), then runs the dry run that `ragindex plan` runs: read, normalise,
-hash, chunk with default@1 and plan against an empty tenant with the hash embedder.
+with a reason), then:
+
+1. the dry run `ragindex plan` runs on an empty tenant: detect (walk, read,
+   normalise, hash), chunk with default@1, plan with the hash embedder;
+2. a full reindex (hash embedder), which records every file's stat;
+3. the same reindex again, which finds nothing to do: the walk stats every file
+   and reads none.
+
 Reports seconds per stage, peak RSS and the counts, so one can check that nothing
 was lost: documents + skipped == files.
 
@@ -23,13 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.chunking import chunk_documents  # noqa: E402
 from pipeline.cost import Prices, Throughput  # noqa: E402
-from pipeline.documents import load_documents  # noqa: E402
 from pipeline.embedder import HashEmbedder  # noqa: E402
-from pipeline.reindex import plan_embeddings  # noqa: E402
+from pipeline.reindex import TenantRun, reindex  # noqa: E402
 from pipeline.tenants import TenantStore  # noqa: E402
-from schemas import SchemaRegistry  # noqa: E402
 
 
 def make_files(root: Path, n: int) -> None:
@@ -52,25 +55,31 @@ def main() -> None:
         make_files(root, args.files)
         out["make_files_s"] = round(time.perf_counter() - t, 1)
         print(f"made {args.files:,} files in {out['make_files_s']} s", flush=True)
-        t = time.perf_counter()
-        docs, report = load_documents(root)
-        out["read_s"] = round(time.perf_counter() - t, 1)
-        reasons: dict[str, int] = {}
-        for s in report.skipped:
-            reasons[s.reason] = reasons.get(s.reason, 0) + 1
-        out.update(documents=docs.num_rows, skipped=len(report.skipped), skipped_reasons=reasons)
-        print(f"read {docs.num_rows:,} documents, skipped {len(report.skipped):,} in {out['read_s']} s", flush=True)
-        schema = SchemaRegistry().get("default@1")
-        t = time.perf_counter()
-        chunks = chunk_documents("bench", docs, schema, progress=True)
-        out["chunk_s"] = round(time.perf_counter() - t, 1)
+        time.sleep(2.5)  # past the racy window: these files exist before they are indexed
         store = TenantStore(Path(tmp) / "home")
         emb = HashEmbedder()
-        Throughput(store.root / "throughput.json").record(emb, tokens=100_000, seconds=1.0)
+        Throughput(store.root).record(emb, tokens=100_000, seconds=1.0)
+        with TenantRun(store, "bench", embedder=emb, source=root, chunker="default@1", prices=Prices.load()) as run:
+            changes = run.detect()
+            staged = run.chunk(changes)
+            plan = run.plan(staged)
+            out["plan"] = {k: round(v, 1) for k, v in run.seconds.items()}
+        reasons: dict[str, int] = {}
+        for s in changes.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        out.update(documents=changes.count("new"), skipped=len(changes.skipped), skipped_reasons=reasons,
+                   chunks=staged.rows.num_rows, texts_to_embed=plan.texts_to_embed, tokens_to_embed=plan.tokens_to_embed)
+        print(f"plan: {out['documents']:,} documents, {out['skipped']:,} skipped; {out['plan']}", flush=True)
         t = time.perf_counter()
-        plan = plan_embeddings(store, "bench", schema, docs, chunks, emb, Prices.load(), skipped=len(report.skipped))
-        out["plan_s"] = round(time.perf_counter() - t, 1)
-        out.update(chunks=chunks.num_rows, texts_to_embed=plan.texts_to_embed, tokens_to_embed=plan.tokens_to_embed)
+        full = reindex(store, "bench", source=root, chunker="default@1", embedder=emb)
+        out["full_reindex"] = {"wall_s": round(time.perf_counter() - t, 1), **{k: round(v, 1) for k, v in full.seconds.items()}}
+        print(f"full reindex: {out['full_reindex']}", flush=True)
+        t = time.perf_counter()
+        noop = reindex(store, "bench", source=root, chunker="default@1", embedder=emb)
+        out["noop_reindex"] = {"wall_s": round(time.perf_counter() - t, 1), "status": noop.status,
+                               "files_seen": noop.changes["files_seen"], "files_read": noop.changes["files_read"],
+                               **{k: round(v, 1) for k, v in noop.seconds.items()}}
+        print(f"no-op reindex: {out['noop_reindex']}", flush=True)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["nothing_lost"] = out["documents"] + out["skipped"] == args.files
     print(json.dumps(out, indent=1))

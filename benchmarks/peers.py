@@ -210,7 +210,7 @@ class Ours:
             # ragindex measures a model's speed once per machine (68 synthetic texts) to price
             # plans in seconds. Like loading the model, that happens before timing; it is
             # reported separately in the results.
-            throughput = Throughput(self.store.root / "throughput.json")
+            throughput = Throughput(self.store.root)
             if str(model_dir) not in Ours.calibration:
                 t0 = time.perf_counter()
                 throughput.get(inner)
@@ -237,8 +237,13 @@ class Ours:
         return load_generation(paths, current_id(paths))
 
     def vectors(self) -> list[tuple[str, str]]:
-        rows = self._live().rows
-        return list(zip(rows.column("doc_id").to_pylist(), rows.column("text").to_pylist()))
+        """(doc id, text) of every live row of every segment: what a search can return."""
+        out = []
+        for v in self._live().views:
+            rows = v.seg.rows
+            live = v.mask if v.mask is not None else [True] * rows.num_rows
+            out += [(d, t) for d, t, keep in zip(rows.column("doc_id").to_pylist(), rows.column("text").to_pylist(), live) if keep]
+        return out
 
     def expected(self, corpus: Corpus) -> collections.Counter:
         from pipeline.chunking import chunk_documents
@@ -251,9 +256,8 @@ class Ours:
 
     def search(self, qvecs: np.ndarray) -> list[list[str]]:
         gen = self._live()
-        doc_ids = gen.rows.column("doc_id").to_pylist()
-        _, idx = gen.index.search(qvecs, min(DEPTH, gen.index.ntotal))
-        return [[doc_ids[i] for i in row if i >= 0] for row in idx]
+        hits = gen.search(qvecs, min(DEPTH, gen.ntotal))
+        return [[gen.row(c)["doc_id"] for c in row] for row in hits]
 
 
 class _Counted:

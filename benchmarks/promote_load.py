@@ -37,7 +37,7 @@ def main() -> None:
             (work / f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:n]), encoding="utf-8")
         store = TenantStore(work / "home")
         emb = HashEmbedder()
-        Throughput(store.root / "throughput.json").record(emb, 100_000, 1.0)
+        Throughput(store.root).record(emb, 100_000, 1.0)
         reindex(store, "acme", source=work / "v1.jsonl", chunker="recursive-200@1", embedder=emb)
         r = search_during_reindex(store, "acme", emb, work / "v2.jsonl", "recursive-200@1", threads=a.threads)
     a.out.write_text(json.dumps(r, indent=2))

@@ -12,6 +12,8 @@ is a hard limit.
 from __future__ import annotations
 
 import re
+from collections import deque
+from typing import Iterable
 
 from chunkers.base import Span, fit_span, strip_span
 
@@ -32,6 +34,7 @@ class RecursiveChunker:
         end = len(text) if end is None else end
         self._text = text
         self._counts: dict[Piece, int] = {}  # _split counts every piece; _merge needs the same counts again
+        self._char_counts: dict[str, int] = {}
         pieces = self._split((start, end), self.separators)
         out: list[Span] = []
         for s, e in pieces:
@@ -45,6 +48,12 @@ class RecursiveChunker:
         return out
 
     def _len(self, p: Piece) -> int:
+        if p[1] - p[0] == 1:  # a single character costs the same wherever it is: count it once per character
+            c = self._text[p[0]]
+            n = self._char_counts.get(c)
+            if n is None:
+                n = self._char_counts[c] = self.tok.count(c)
+            return n
         n = self._counts.get(p)
         if n is None:
             n = self._counts[p] = self.tok.count(self._text[p[0] : p[1]])
@@ -60,6 +69,12 @@ class RecursiveChunker:
             if sep in text:
                 separator, rest = sep, separators[i + 1 :]
                 break
+        if separator == "":
+            # The last resort splits into single characters; each is below the size, so they
+            # all merge. Stream them instead of materialising a piece per character: a long
+            # run without any separator (a minified file, a base64 blob) stays linear in time
+            # and constant in memory per character.
+            return self._merge((piece[0] + i, piece[0] + i + 1) for i in range(len(text)))
         splits = _split_keep_start(piece, text, separator)
         final: list[Piece] = []
         good: list[Piece] = []
@@ -78,11 +93,11 @@ class RecursiveChunker:
             final.extend(self._merge(good))
         return final
 
-    def _merge(self, splits: list[Piece]) -> list[Piece]:
+    def _merge(self, splits: Iterable[Piece]) -> list[Piece]:
         # keep_separator joins with "", so the separator costs no tokens and a
         # merged chunk is simply [first.start, last.end).
         docs: list[Piece] = []
-        current: list[tuple[Piece, int]] = []
+        current: deque[tuple[Piece, int]] = deque()
         total = 0
         for sp in splits:
             n = self._len(sp)
@@ -93,15 +108,14 @@ class RecursiveChunker:
                 # LangChain condition alone would carry them into the next chunk and
                 # make chunks of an overlap-0 schema overlap.
                 while current and (total > self.overlap or total + n > self.size or not self.overlap):
-                    total -= current[0][1]
-                    current = current[1:]
+                    total -= current.popleft()[1]
             current.append((sp, n))
             total += n
         if current:
             docs.append(self._join(current))
         return [d for d in docs if d[0] < d[1]]
 
-    def _join(self, current: list[tuple[Piece, int]]) -> Piece:
+    def _join(self, current: deque[tuple[Piece, int]]) -> Piece:
         return strip_span(self._text, current[0][0][0], current[-1][0][1])
 
 

@@ -8,6 +8,7 @@ cache does not hold (or the reverse).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,15 @@ class EmbeddingCache:
                 # A run that died leaves its ledger row 'running'; what it committed stays counted.
                 self.con.execute("UPDATE ledger SET status = 'interrupted' WHERE status = 'running'")
         except duckdb.Error as exc:
-            raise CacheError(
-                f"{self.path}: cannot open the embedding cache ({exc}). If it is corrupt, move it aside; "
-                "the next reindex re-embeds what it needs (see `ragindex plan`)"
-            ) from exc
+            if "lock" in str(exc).lower():
+                raise CacheError(f"{self.path}: the embedding cache is in use by a running reindex; retry when it "
+                                 "has finished (nothing is wrong with the cache)") from exc
+            if self.path.parent.name == "cache":  # a tenant's cache: its segments hold every vector
+                fix = (f"Run `ragindex verify --tenant {self.path.parent.parent.name} --repair`: it moves a corrupt "
+                       "cache aside and refills every vector from the index segments, so nothing is paid for again")
+            else:  # an evaluation cache: derived data, rebuilt by the next evaluation
+                fix = "It only caches evaluation vectors: delete it and the next evaluation rebuilds it"
+            raise CacheError(f"{self.path}: cannot open the embedding cache ({str(exc).splitlines()[0]}). {fix}") from exc
         return self
 
     def __exit__(self, *exc) -> None:
@@ -185,11 +191,16 @@ class EmbeddingCache:
                 [len(text_hashes), int(sum(tokens)), tokens_cl100k, seconds, cost_usd, run_id],
             )
             self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(duckdb.Error):  # a failed write may already have ended the transaction
+                self.con.execute("ROLLBACK")
+            if isinstance(exc, duckdb.Error):
+                raise CacheError(f"{self.path}: writing embedded vectors failed ({exc}); the vectors committed "
+                                 "before are kept and the next run embeds only the rest") from exc
             raise
         finally:
-            self.con.unregister("batch")
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister("batch")
 
     def finish_run(self, run_id: str) -> dict:
         self.con.execute("UPDATE ledger SET status = 'complete', finished_at = ? WHERE run_id = ?", [_now(), run_id])

@@ -1,17 +1,29 @@
-"""Stage 2, chunks: documents are cut by a schema NAME@VERSION into a CHUNKS table."""
+"""Stage 2, chunks: the documents of a change set cut by a schema NAME@VERSION.
+
+Only new and changed documents are chunked. A document whose content the
+tenant already holds under the same schema (a rename, a copy, a metadata-only
+edit, or every document when only the model changed) gets those chunks copied
+from their segment instead: chunks are reused by (doc_hash, chunker_fp).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from tqdm import tqdm
 
 from chunkers import build_chunker
-from pipeline.fsutil import atomic_write_parquet, sha256_text
+from pipeline.changes import ChangeSet
+from pipeline.fsutil import sha256_text
+from pipeline.segments import read_rows
+from pipeline.tenants import TenantPaths
 from schemas.chunker import SchemaFile
-from schemas.tables import CHUNKS
+from schemas.tables import CHUNKS, SEGMENT_DOCS, SEGMENT_ROWS
+
+_COPIED = ["start", "end", "token_count", "text_hash", "text", "heading_path"]
 
 
 def chunk_id(tenant: str, doc_id: str, chunker_fp: str, start: int, end: int) -> str:
@@ -19,8 +31,118 @@ def chunk_id(tenant: str, doc_id: str, chunker_fp: str, start: int, end: int) ->
     return hashlib.sha256(f"{tenant}|{doc_id}|{chunker_fp}|{start}|{end}".encode("utf-8")).hexdigest()
 
 
+@dataclass
+class StagedChunks:
+    """The new segment's content before it has vectors: its documents and rows, plus how they were made."""
+
+    changes: ChangeSet
+    docs: pa.Table  # SEGMENT_DOCS
+    rows: pa.Table  # SEGMENT_ROWS
+    docs_chunked: int = 0
+    docs_reused: int = 0
+    chunks_unchanged: int = 0  # rows whose chunk id the live generation already had (for changed documents)
+    chunks_removed: int = 0  # live rows no longer there after this run
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def chunks_new(self) -> int:
+        return self.rows.num_rows - self.chunks_unchanged
+
+    @property
+    def rows_after(self) -> int:
+        """Live rows once this run is committed."""
+        cs = self.changes
+        return self.rows.num_rows if cs.rebuild else cs.base_chunks - cs.rows_replaced + self.rows.num_rows
+
+
+def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, progress: bool = False) -> StagedChunks:
+    """Chunk (or copy the chunks of) every document of ``changes.upserts``, in order. Writes nothing."""
+    import time
+
+    t0 = time.perf_counter()
+    tenant, fp = changes.config.tenant, changes.config.chunker_fp
+    if fp != schema.fingerprint():
+        raise ValueError(f"change set was computed for chunker {changes.config.chunker}, not {schema.ref}")
+    chunker = build_chunker(schema.spec)
+    # Copied chunks, read per segment in one pass: {segment: [(upsert index, first, n)]}.
+    wanted: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    pieces: list[dict | None] = []
+    chunked = 0
+    ups = changes.upserts
+    it = tqdm(ups, desc=f"chunk {schema.ref}", unit="doc", leave=False, disable=not progress)
+    for i, u in enumerate(it):
+        if u.reuse is not None:
+            wanted[u.reuse.segment].append((i, u.reuse.first_row, u.reuse.n_rows))
+            pieces.append(None)
+            continue
+        spans = chunker.chunk(u.text)
+        chunked += 1
+        texts = [u.text[s.start : s.end] for s in spans]
+        pieces.append({"start": [s.start for s in spans], "end": [s.end for s in spans],
+                       "token_count": [s.token_count for s in spans], "text": texts,
+                       "text_hash": [sha256_text(t) for t in texts], "heading_path": [list(s.heading_path) for s in spans]})
+    for seg, refs in wanted.items():
+        table = read_rows(paths, seg, [(first, n) for _, first, n in refs], columns=_COPIED)
+        cols = {c: table.column(c).to_pylist() for c in _COPIED}
+        pos = 0
+        for i, _, n in refs:
+            pieces[i] = {c: cols[c][pos : pos + n] for c in _COPIED}
+            pos += n
+    rows: dict[str, list] = {name: [] for name in SEGMENT_ROWS.names}
+    docs: dict[str, list] = {name: [] for name in SEGMENT_DOCS.names}
+    for u, p in zip(ups, pieces):
+        n = len(p["start"])
+        docs["doc_id"].append(u.doc_id)
+        docs["doc_hash"].append(u.doc_hash)
+        docs["metadata"].append(u.metadata)
+        docs["first_row"].append(len(rows["chunk_id"]))
+        docs["n_rows"].append(n)
+        docs["size"].append(u.size)
+        docs["mtime_ns"].append(u.mtime_ns)
+        rows["chunk_id"].extend(chunk_id(tenant, u.doc_id, fp, s, e) for s, e in zip(p["start"], p["end"]))
+        rows["doc_id"].extend([u.doc_id] * n)
+        rows["doc_hash"].extend([u.doc_hash] * n)
+        rows["metadata"].extend([u.metadata] * n)
+        for c in _COPIED:
+            rows[c].extend(p[c])
+    staged = StagedChunks(changes, pa.Table.from_pydict(docs, schema=SEGMENT_DOCS), pa.Table.from_pydict(rows, schema=SEGMENT_ROWS),
+                          docs_chunked=chunked, docs_reused=len(ups) - chunked)
+    _count_against_live(paths, staged)
+    staged.seconds = time.perf_counter() - t0
+    return staged
+
+
+def _count_against_live(paths: TenantPaths, staged: StagedChunks) -> None:
+    """How many new rows the live generation already had (same chunk id), and how many live rows go away."""
+    cs = staged.changes
+    replaced = [u for u in cs.upserts if u.old is not None and u.kind != "kept"]
+    kept = sum(u.old.n_rows for u in cs.upserts if u.kind == "kept")
+    staged.chunks_removed = sum(d.ref.n_rows for d in cs.deletes)
+    staged.chunks_unchanged = kept if cs.config.chunker_fp == cs.base_chunker_fp else 0
+    staged.chunks_removed += 0 if staged.chunks_unchanged else kept
+    if not replaced:
+        return
+    by_seg: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for u in replaced:
+        by_seg[u.old.segment].append((u.old.first_row, u.old.n_rows))
+    # A chunk is unchanged when its id (document, offsets) and its text are: a same-length edit
+    # keeps the offsets, and must still count as a new chunk.
+    old_ids: set[tuple[str, str]] = set()
+    for seg, ranges in by_seg.items():
+        t = read_rows(paths, seg, ranges, columns=["chunk_id", "text_hash"])
+        old_ids.update(zip(t.column("chunk_id").to_pylist(), t.column("text_hash").to_pylist()))
+    replaced_docs = {u.doc_id for u in replaced}
+    rows = staged.rows
+    new_ids = [(c, h) for c, h, d in zip(rows.column("chunk_id").to_pylist(), rows.column("text_hash").to_pylist(),
+                                          rows.column("doc_id").to_pylist()) if d in replaced_docs]
+    same = sum(1 for c in new_ids if c in old_ids)
+    staged.chunks_unchanged += same
+    staged.chunks_removed += len(old_ids) - same
+
+
 def chunk_documents(tenant: str, documents: pa.Table, schema: SchemaFile, progress: bool = False) -> pa.Table:
-    """Chunk every document; the result satisfies ``doc.text[start:end] == chunk.text``."""
+    """Chunk every document of a table (doc_id, doc_hash, text) into a CHUNKS table (the evaluation runner's path)."""
     chunker = build_chunker(schema.spec)
     fp = schema.fingerprint()
     cols: dict[str, list] = {name: [] for name in CHUNKS.names}
@@ -45,7 +167,3 @@ def chunk_documents(tenant: str, documents: pa.Table, schema: SchemaFile, progre
             cols["text_hash"].append(sha256_text(piece))
             cols["heading_path"].append(list(span.heading_path))
     return pa.Table.from_pydict(cols, schema=CHUNKS)
-
-
-def write_chunks(path: Path, table: pa.Table) -> None:
-    atomic_write_parquet(path, table)

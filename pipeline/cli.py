@@ -1,7 +1,9 @@
 """The ``ragindex`` command line: short functions over the library.
 
-Exit codes: 0 ok, 1 error (message on stderr), 2 usage, 3 over budget (nothing
-changed), 4 tenant busy (another writer holds its lock), 5 a check failed.
+Exit codes: 0 ok, 1 error (message on stderr; a JSON error object on stdout with
+--json), 2 usage, 3 over budget (nothing changed), 4 tenant busy (another writer
+holds its lock), 5 a check failed, 6 verify --repair found damage and repaired it,
+7 a run would delete more documents than allowed (nothing changed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 
 import click
 
-EXIT_ERROR, EXIT_BUDGET, EXIT_BUSY, EXIT_CHECK = 1, 3, 4, 5
+EXIT_ERROR, EXIT_BUDGET, EXIT_BUSY, EXIT_CHECK, EXIT_REPAIRED, EXIT_DELETIONS = 1, 3, 4, 5, 6, 7
+
+# Commands that write a tenant: a failed write there leaves the live generation as it was.
+WRITERS = {"reindex", "rollback", "gc", "compact", "verify", "tenants_remove", "migrate"}
 
 
 def _emit(obj, as_json: bool, human) -> None:
@@ -24,38 +29,94 @@ def _emit(obj, as_json: bool, human) -> None:
         human(obj)
 
 
+def fail(message: str, code: int, kind: str, as_json: bool) -> None:
+    """Print an error (a JSON object on stdout with --json, a line on stderr always) and exit with ``code``."""
+    if as_json:
+        click.echo(json.dumps({"error": {"kind": kind, "message": message, "exit_code": code}}, indent=2, ensure_ascii=False))
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _expected() -> dict[type, tuple[int, str]]:
+    """The errors a user can cause or fix, with their exit code and kind; anything else is a bug."""
+    from pipeline.cache import CacheError
+    from pipeline.changes import ChangeError
+    from pipeline.cost import PriceTableError
+    from pipeline.evaluate.datasets import DatasetError
+    from pipeline.guards import MassDeletion
+    from pipeline.index import GenerationError
+    from pipeline.locking import TenantBusy
+    from pipeline.segments import SegmentError
+    from pipeline.tenants import TenantError
+    from schemas import SchemaError
+
+    return {TenantBusy: (EXIT_BUSY, "tenant busy"), MassDeletion: (EXIT_DELETIONS, "mass deletion refused"),
+            TenantError: (EXIT_ERROR, "tenant"), SchemaError: (EXIT_ERROR, "schema"),
+            GenerationError: (EXIT_ERROR, "generation"), SegmentError: (EXIT_ERROR, "segment"),
+            CacheError: (EXIT_ERROR, "cache"), ChangeError: (EXIT_ERROR, "source"), PriceTableError: (EXIT_ERROR, "prices"),
+            DatasetError: (EXIT_ERROR, "dataset"), FileNotFoundError: (EXIT_ERROR, "not found")}
+
+
 def _errors(fn):
-    """Turn the library's errors into one readable line and an exit code."""
+    """Expected errors become one readable line (and a JSON object with --json) and their exit code.
+
+    An unexpected exception is a bug: it is reported as one line naming its type,
+    with a hint to rerun with --debug, which shows the full traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from pipeline.cache import CacheError
-        from pipeline.index import GenerationError
-        from pipeline.locking import TenantBusy
-        from pipeline.tenants import TenantError
-        from schemas import SchemaError
-
+        as_json = bool(kwargs.get("as_json"))
+        ctx = click.get_current_context(silent=True)
+        debug = bool(getattr(ctx.find_object(Ctx), "debug", False)) if ctx else False
         try:
             return fn(*args, **kwargs)
-        except TenantBusy as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_BUSY)
-        except (TenantError, SchemaError, GenerationError, CacheError, FileNotFoundError, ValueError, KeyError) as exc:
-            click.echo(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", err=True)
-            sys.exit(EXIT_ERROR)
-        except OSError as exc:  # disk full, file too large, permissions: the write failed as a whole
-            click.echo(f"error: a write failed ({exc}); nothing was promoted, the live generation is untouched. "
-                       "Free space or fix permissions, then rerun.", err=True)
-            sys.exit(EXIT_ERROR)
+        except SystemExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sorted into expected and unexpected below
+            if debug:
+                raise
+            for cls, (code, kind) in _expected().items():
+                if isinstance(exc, cls):
+                    fail(str(exc), code, kind, as_json)
+            if isinstance(exc, OSError):  # disk full, file too large, permissions
+                tail = (" nothing was promoted, the live generation is untouched. Free space or fix permissions, then rerun."
+                        if fn.__name__ in WRITERS else "")
+                fail(f"a file operation failed ({exc});{tail}", EXIT_ERROR, "io", as_json)
+            fail(f"unexpected {type(exc).__name__}: {exc} (this is a bug; rerun with --debug for the traceback "
+                 "and report it)", EXIT_ERROR, "bug", as_json)
 
     return wrapper
 
 
+class FiniteFloat(click.ParamType):
+    """A float that must be finite (no nan, no inf) and not below ``minimum``."""
+
+    name = "number"
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.minimum:
+            self.fail(f"{value!r} is below {self.minimum}", param, ctx)
+        return number
+
+
 class Ctx:
-    def __init__(self, home: str | None, model: str) -> None:
+    def __init__(self, home: str | None, model: str, debug: bool = False) -> None:
         if home:
             os.environ["RAGINDEX_HOME"] = home
         self.model = model
+        self.debug = debug
         self._embedder = None
 
     @property
@@ -75,17 +136,35 @@ class Ctx:
 
 pass_ctx = click.make_pass_decorator(Ctx)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text.")
-wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+wait_option = click.option("--wait", type=FiniteFloat(0), default=0, show_default=True,
                            help="Seconds to wait for another writer of the tenant (default: fail at once, exit 4).")
 tenant_option = click.option("--tenant", "-t", required=True, help="Tenant name: a-z, 0-9, '_' and '-', at most 63 characters.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class RagindexGroup(click.Group):
+    """With --json anywhere on the command line, a usage error is a JSON error object too (exit 2)."""
+
+    def main(self, args=None, *a, **kw):
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv:
+            return super().main(args, *a, **kw)
+        try:
+            return super().main(args, *a, standalone_mode=False, **kw)
+        except click.exceptions.Abort:
+            fail("aborted", EXIT_ERROR, "aborted", True)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code, "usage", True)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=RagindexGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", envvar="RAGINDEX_HOME", help="State directory (default: $RAGINDEX_HOME or ./.ragindex).")
 @click.option("--model", envvar="RAGINDEX_MODEL", default="default", show_default=True,
               help="Embedding model: 'default' (bundled all-MiniLM-L6-v2) or a local sentence-transformers directory.")
+@click.option("--debug", is_flag=True, envvar="RAGINDEX_DEBUG", help="Show the full traceback of an unexpected error.")
 @click.pass_context
-def main(ctx, home, model):
+def main(ctx, home, model, debug):
     """ragindex: a RAG indexing pipeline with versioned chunker schemas and embedding cost control.
 
     \b
@@ -95,7 +174,7 @@ def main(ctx, home, model):
       ragindex reindex --tenant acme --max-cost 0.50
       ragindex search --tenant acme "how do I rotate keys?"
     """
-    ctx.obj = Ctx(home, model)
+    ctx.obj = Ctx(home, model, debug)
 
 
 # ---------------------------------------------------------------- schemas
@@ -237,13 +316,50 @@ def tenants_list(ctx, as_json):
     """
     from pipeline.index import current_id
 
+    from pipeline.index import GenerationError
+    from pipeline.tenants import TenantError
+
     store = ctx.store
     rows = []
     for name in store.names():
-        s = store.settings(name)
-        rows.append({"tenant": name, "source": s.source, "chunker": s.chunker, "generation": current_id(store.paths(name))})
+        row = {"tenant": name, "source": None, "chunker": None, "generation": None, "error": None}
+        try:  # one tenant's broken state must not hide the others
+            s = store.settings(name)
+            row.update(source=s.source, chunker=s.chunker, generation=current_id(store.paths(name)))
+        except (TenantError, GenerationError) as exc:
+            row["error"] = str(exc)
+        rows.append(row)
     _emit(rows, as_json, lambda rows: click.echo("\n".join(
-        f"{r['tenant']:<24} {r['chunker']:<18} {r['generation'] or '(no index)':<36} {r['source']}" for r in rows) or "no tenants"))
+        f"{r['tenant']:<24} {r['chunker'] or '?':<18} {r['generation'] or '(no index)':<36} {r['source'] or ''}"
+        + (f"  ERROR {r['error']}" if r["error"] else "") for r in rows) or "no tenants"))
+
+
+@tenants.command("remove")
+@click.argument("tenant")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@wait_option
+@json_option
+@pass_ctx
+@_errors
+def tenants_remove(ctx, tenant, yes, wait, as_json):
+    """Delete TENANT for good: documents, chunks, segments, generations, cache and ledger, keys, eval cache,
+    and its Dagster partition. Refuses (exit 4) while a reindex runs, unless --wait.
+
+    A removal interrupted half-way is finished by running the command again.
+
+    Example: ragindex tenants remove acme --yes
+    """
+    from pipeline.offboard import remove_tenant
+
+    ctx.store.paths(tenant)  # a bad name fails before any question is asked
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"removing tenant {tenant} deletes all its files; pass --yes to confirm", EXIT_ERROR, "confirmation", as_json)
+        click.confirm(f"Delete tenant {tenant} and every file it has (its index, cache and ledger)?", abort=True)
+    out = remove_tenant(ctx.store, tenant, wait=wait)
+    _emit(out, as_json, lambda o: click.echo(
+        f"tenant {tenant}: removed ({o['files_bytes'] / 1e6:.1f} MB)"
+        + ("; Dagster partition removed" if o["dagster_partition_removed"] else "")))
 
 
 # ---------------------------------------------------------------- plan / reindex
@@ -251,10 +367,15 @@ def tenants_list(ctx, as_json):
 
 def _print_plan(p: dict) -> None:
     click.echo(f"plan for tenant {p['tenant']} with {p['chunker']} and {p['embedder']} on {p['device']}")
+    if p.get("rebuild"):
+        click.echo(f"  REBUILD    {p['rebuild']}")
+    click.echo(f"  files      {p['files_seen']} seen, {p['files_read']} read (the rest unchanged since the last run)")
     click.echo(f"  documents  new {p['docs_new']}, changed {p['docs_changed']}, deleted {p['docs_deleted']}, "
-               f"unchanged {p['docs_unchanged']}, skipped {p['docs_skipped']}")
-    click.echo(f"  chunks     {p['chunks_total']} total: unchanged {p['chunks_unchanged']}, new {p['chunks_new']}, removed {p['chunks_removed']}")
-    click.echo(f"  texts      {p['unique_texts']} unique: {p['vectors_reused']} cached ({p['reused_pct']}%), "
+               f"unchanged {p['docs_unchanged']}, skipped {p['docs_skipped']}"
+               + (f", kept (unreadable) {p['docs_kept_unreadable']}" if p.get("docs_kept_unreadable") else ""))
+    click.echo(f"  chunks     {p['chunks_total']} total: unchanged {p['chunks_unchanged']}, new {p['chunks_new']}, "
+               f"removed {p['chunks_removed']} ({p['docs_chunked']} documents chunked, {p['docs_reused']} reused)")
+    click.echo(f"  texts      {p['unique_texts']} new unique: {p['vectors_reused']} cached ({p['reused_pct']}%), "
                f"{p['duplicates_in_run']} duplicate chunks, {p['texts_to_embed']} to embed")
     click.echo(f"  tokens     {p['tokens_to_embed']:,} model tokens ({p['tokens_to_embed_cl100k']:,} cl100k_base)")
     if p["truncated_chunks"]:
@@ -267,10 +388,12 @@ def _print_plan(p: dict) -> None:
 
 
 def _skipped_summary(skipped) -> None:
+    from pipeline.sources import shown
+
     if skipped:
         click.echo(f"skipped {len(skipped)} inputs:", err=True)
         for s in skipped[:20]:
-            click.echo(f"  {s.where}: {s.reason}", err=True)
+            click.echo(f"  {shown(s.where)}: {shown(s.reason)}", err=True)  # names are data: escape control codes
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more (see --json)", err=True)
 
@@ -278,6 +401,13 @@ def _skipped_summary(skipped) -> None:
 source_option = click.option("--source", type=click.Path(exists=True, path_type=Path), help="Override the tenant's source.")
 chunker_option = click.option("--chunker", help="Schema NAME@VERSION (default: the tenant's).")
 prices_option = click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price table TOML (default: built-in).")
+rescan_option = click.option("--rescan", is_flag=True,
+                             help="Read and hash every file, even those whose size and modification time are unchanged. "
+                                  "Use it on file systems whose mtimes cannot be trusted (some network shares, "
+                                  "restores that reset timestamps, tools that rewrite files and restore the mtime).")
+rebuild_option = click.option("--rebuild", is_flag=True,
+                              help="Chunk every document again and write one new segment with all of them "
+                                   "(vectors still come from the cache: nothing already paid is embedded again).")
 
 
 @main.command()
@@ -285,25 +415,28 @@ prices_option = click.option("--prices", type=click.Path(exists=True, dir_okay=F
 @source_option
 @chunker_option
 @prices_option
+@rescan_option
+@rebuild_option
 @json_option
 @pass_ctx
 @_errors
-def plan(ctx, tenant, source, chunker, prices, as_json):
-    """Dry run: what a reindex would embed and cost. Embeds nothing, writes nothing.
+def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
+    """Dry run: what a reindex would read, chunk, embed and cost. Embeds nothing, writes nothing.
 
     Example: ragindex plan --tenant acme --chunker recursive-200@1
     """
     from pipeline.cost import Prices
-    from pipeline.reindex import prepare, resolve
+    from pipeline.reindex import TenantRun
 
-    src, schema = resolve(ctx.store, tenant, source, chunker)
-    prepared = prepare(ctx.store, tenant, src, schema, ctx.embedder, Prices.load(prices), progress=not as_json)
-    report = prepared.plan.report()
+    with TenantRun(ctx.store, tenant, embedder=ctx.embedder, source=source, chunker=chunker, prices=Prices.load(prices),
+                   rescan=rescan, rebuild=rebuild, progress=not as_json) as run:
+        staged, p = run.stage()
+    report = p.report()
     if as_json:
-        report["skipped"] = [{"where": s.where, "reason": s.reason} for s in prepared.report.skipped]
+        report["skipped"] = [{"where": s.where, "reason": s.reason} for s in staged.changes.skipped]
     _emit(report, as_json, _print_plan)
     if not as_json:
-        _skipped_summary(prepared.report.skipped)
+        _skipped_summary(staged.changes.skipped)
 
 
 @main.command()
@@ -312,41 +445,53 @@ def plan(ctx, tenant, source, chunker, prices, as_json):
 @chunker_option
 @prices_option
 @click.option("--budget-tokens", type=click.IntRange(min=0), help="Refuse to embed more model tokens than this.")
-@click.option("--max-cost", type=click.FloatRange(min=0), help="Refuse if the estimated cost (USD) is higher.")
+@click.option("--max-cost", type=FiniteFloat(0), help="Refuse if the estimated cost (USD) is higher.")
+@rescan_option
+@rebuild_option
+@click.option("--allow-deletions", is_flag=True, default=None,
+              help="Let this run delete every live document, or more than half of them. Without it such a run is "
+                   "refused (exit 7): an unmounted share or an emptied folder looks exactly like that.")
 @wait_option
 @json_option
 @pass_ctx
 @_errors
-def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, wait, as_json):
-    """Index a tenant: documents -> chunks -> embeddings -> a new generation, promoted.
+def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, rescan, rebuild, allow_deletions, wait, as_json):
+    """Index what changed in a tenant's source: one new segment, a new generation, promoted.
 
-    Only texts never embedded before by this tenant with this model are embedded.
-    Over budget it exits 3 having changed nothing; a failed check (index
-    consistency, retrieval quality) exits 5 and leaves the live generation as it was.
-    With $DAGSTER_HOME set, it runs the Dagster asset job in that instance, so
-    the run and its metadata show in the UI.
+    Files whose size and modification time are unchanged are not read; unchanged
+    documents are not chunked; only texts this tenant never embedded with this
+    model are embedded. A run that finds no change writes nothing and says
+    "unchanged". Over budget it exits 3 having changed nothing; a failed check
+    (index consistency, retrieval quality) exits 5 and leaves the live generation
+    as it was. With $DAGSTER_HOME set, it runs the Dagster asset job in that
+    instance, so the run and its metadata show in the UI.
 
     Example: ragindex reindex --tenant acme --source ./docs --max-cost 0.10
     """
-    from pipeline.cost import Prices
-    from pipeline.reindex import Budget, BudgetExceeded, ChecksFailed, reindex as run
+    from pipeline.cost import Budget, BudgetExceeded, Prices
+    from pipeline.gates import ChecksFailed
+    from pipeline.reindex import reindex as run
 
     try:
         if os.environ.get("DAGSTER_HOME"):
             from pipeline.orchestration.run import reindex_in_dagster
 
             out, skipped = reindex_in_dagster(ctx.store, tenant, source=source, chunker=chunker, model=ctx.model,
-                                              prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait)
+                                              prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait,
+                                              rescan=rescan, rebuild=rebuild, allow_deletions=allow_deletions)
         else:
             result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder, prices=Prices.load(prices),
-                         budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait)
+                         budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait, rescan=rescan,
+                         rebuild=rebuild, allow_deletions=allow_deletions)
             out, skipped = result.to_dict(), result.skipped
     except ChecksFailed as exc:
-        click.echo(f"error: {exc}. The live generation is unchanged; the candidate stays on disk for inspection.", err=True)
-        sys.exit(EXIT_CHECK)
+        fail(f"{exc}. The live generation is unchanged; the candidate stays on disk for inspection.",
+             EXIT_CHECK, "checks failed", as_json)
     except BudgetExceeded as exc:
         if as_json:
-            click.echo(json.dumps({"error": "over budget", "reasons": exc.reasons, "plan": exc.plan.report()}, indent=2))
+            click.echo(json.dumps({"error": {"kind": "over budget", "message": "; ".join(exc.reasons) + ". Nothing was changed.",
+                                             "exit_code": EXIT_BUDGET}, "reasons": exc.reasons, "plan": exc.plan.report()},
+                                  indent=2))
         else:
             _print_plan(exc.plan.report())
             click.echo(f"error: over budget: {'; '.join(exc.reasons)}. Nothing was changed.", err=True)
@@ -355,10 +500,19 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, wait,
         sys.exit(EXIT_BUDGET)
 
     def human(o):
-        led = o["ledger"]
-        click.echo(f"tenant {o['tenant']}: generation {o['generation']} is live")
-        click.echo(f"  embedded {led['texts']} texts, {led['tokens']:,} tokens in {led['seconds']:.2f} s "
-                   f"(${led['cost_usd']:.6f}); {o['plan']['vectors_reused']} vectors reused from cache")
+        led, ch = o["ledger"], o["changes"]
+        if o["status"] == "unchanged":
+            click.echo(f"tenant {o['tenant']}: unchanged; generation {o['generation']} stays live "
+                       f"({ch['files_seen']} files checked, {ch['files_read']} read, nothing written)")
+        else:
+            click.echo(f"tenant {o['tenant']}: generation {o['generation']} is live")
+            click.echo(f"  documents new {ch['docs_new']}, changed {ch['docs_changed']}, deleted {ch['docs_deleted']}, "
+                       f"unchanged {ch['docs_unchanged']} ({ch['files_read']} of {ch['files_seen']} files read)")
+            click.echo(f"  embedded {led['texts']} texts, {led['tokens']:,} tokens in {led['seconds']:.2f} s "
+                       f"(${led['cost_usd']:.6f}); {o['plan']['vectors_reused']} vectors reused from cache")
+            click.echo(f"  wrote {o['bytes_written'] / 1e6:.2f} MB" + (f" (segment {o['segment']})" if o.get("segment") else ""))
+            for m in (o.get("maintenance") or {}).get("merges", []):
+                click.echo(f"  merged {len(m['inputs'])} segment(s) into {m['segment']}: {m['reason']}")
         if "dagster_run_id" in o:
             click.echo(f"  dagster run {o['dagster_run_id']} (see the UI's run history)")
         _skipped_summary(skipped)

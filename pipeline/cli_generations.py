@@ -1,4 +1,4 @@
-"""``ragindex generations | rollback | gc | verify``: the lifecycle of a tenant's index generations."""
+"""``ragindex generations | rollback | gc | compact | verify``: the lifecycle of a tenant's index generations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option, wait_option
+from pipeline.cli import EXIT_CHECK, EXIT_REPAIRED, _emit, _errors, json_option, main, pass_ctx, tenant_option, wait_option
 
 
 @main.command()
@@ -23,8 +23,9 @@ def generations(ctx, tenant, as_json):
 
     rows = describe(ctx.store.require(tenant))
     _emit(rows, as_json, lambda rows: click.echo("\n".join(
-        f"{'*' if r['live'] else ' '} {r['generation']}  {r.get('chunker') or '?':<18} {r.get('index_type') or '?':<10} "
-        f"{r.get('vectors') if r.get('vectors') is not None else '?':>8} vectors  {r.get('error') or ''}" for r in rows) or "no generations"))
+        f"{'*' if r['live'] else ' '} {r['generation']}  {r.get('kind') or '?':<6} {r.get('chunker') or '?':<18} "
+        f"{r.get('index_type') or '?':<16} {r.get('vectors') if r.get('vectors') is not None else '?':>8} vectors "
+        f"in {r.get('segments', '?')} segment(s)  {r.get('error') or ''}" for r in rows) or "no generations"))
 
 
 @main.command()
@@ -44,65 +45,109 @@ def rollback(ctx, tenant, to, wait, as_json):
     from pipeline.locking import tenant_lock
 
     paths = ctx.store.require(tenant)
-    before = current_id(paths)
     with tenant_lock(paths.lock, wait=wait):
+        before = current_id(paths)  # read under the lock: a queued rollback reports what it replaced
         gen = do_rollback(paths, to)
     _emit({"tenant": tenant, "from": before, "to": gen}, as_json, lambda o: click.echo(f"tenant {tenant}: {o['from']} -> {o['to']} is live"))
 
 
 @main.command()
 @tenant_option
-@click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest generations to keep.")
+@click.option("--keep", type=click.IntRange(min=1), help="Newest generations to keep (default: the tenant's setting, else 5).")
 @wait_option
 @json_option
 @pass_ctx
 @_errors
 def gc(ctx, tenant, keep, wait, as_json):
-    """Delete old generations; never the live one or the one before it.
+    """Delete old generations, then every segment and deletion file no kept generation uses.
+
+    Never deletes the live generation or the one a rollback would return to.
+    Every reindex already runs it with the default retention.
 
     Example: ragindex gc --tenant acme --keep 3
     """
     from pipeline.generations import gc as do_gc
     from pipeline.locking import tenant_lock
+    from pipeline.maintenance import keep_generations
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait):
-        removed = do_gc(paths, keep)
+        removed = do_gc(paths, keep or keep_generations(ctx.store, tenant))
     _emit({"tenant": tenant, "removed": removed}, as_json, lambda o: click.echo(f"removed {len(removed)}: {', '.join(removed) or '-'}"))
 
 
 @main.command()
 @tenant_option
-@click.option("--repair", is_flag=True, help="Rebuild damaged generations from the embedding cache (no re-embedding).")
+@wait_option
+@json_option
+@pass_ctx
+@_errors
+def compact(ctx, tenant, wait, as_json):
+    """Merge every segment of the live generation into one, dropping deleted rows (nothing is re-embedded).
+
+    Reindexes merge segments on their own when the merge policy says so (many
+    small segments, or more than 20% of a segment deleted); this forces it, e.g.
+    before a benchmark or after a large deletion. The merged generation has the
+    same content; the previous one stays for rollback until gc removes it.
+
+    Example: ragindex compact --tenant acme
+    """
+    from pipeline.locking import tenant_lock
+    from pipeline.maintenance import compact as do_compact
+
+    paths = ctx.store.require(tenant)
+    with tenant_lock(paths.lock, wait=wait):
+        done = do_compact(ctx.store, tenant)
+    out = {"tenant": tenant, **done.to_dict()}
+    _emit(out, as_json, lambda o: click.echo(
+        f"tenant {tenant}: " + (f"merged {len(o['merges'][0]['inputs'])} segment(s) into {o['merges'][0]['segment']} "
+                                f"({o['merges'][0]['rows']} rows), generation {o['merges'][0]['generation']} is live"
+                                if o["merges"] else "already one segment without deleted rows; nothing to do")))
+
+
+@main.command()
+@tenant_option
+@click.option("--repair", is_flag=True, help="Fix what can be fixed without re-embedding (see below).")
 @wait_option
 @json_option
 @pass_ctx
 @_errors
 def verify(ctx, tenant, repair, wait, as_json):
-    """Check manifest <-> file checksums <-> FAISS ntotal <-> ids <-> cache for every generation.
+    """Check CURRENT, every generation, every segment (checksums, counts), deletion files and the cache.
 
-    Exits 5 when something is damaged (before repair).
+    \b
+    --repair rebuilds a damaged segment file from the cache or the source, refills
+    a missing or corrupt cache from the segments, moves aside generations it
+    cannot make whole and points CURRENT at the newest intact one. It never
+    re-embeds.
+    \b
+    Exit codes: 0 everything is intact; 6 damage was found and repaired (a plain
+    verify now exits 0); 5 damage found (without --repair), damage remains after
+    repair, or a generation had to be moved aside ("partly repaired").
 
     Example: ragindex verify --tenant acme --repair
     """
     from contextlib import nullcontext
 
-    from pipeline.generations import verify as do_verify
     from pipeline.locking import tenant_lock
+    from pipeline.repair import verify as do_verify
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait) if repair else nullcontext():
-        report = do_verify(paths, repair=repair)
+        report = do_verify(paths, repair=repair, store=ctx.store)
 
     def human(r):
         for p in r["problems"]:
             click.echo(f"PROBLEM {p}")
         for g in r["generations"]:
             state = "ok" if g["ok"] else "DAMAGED: " + "; ".join(g["problems"])
-            extra = f" -> repaired as {g['repaired_as']}" if g["repaired_as"] else ""
-            click.echo(f"{'*' if g['live'] else ' '} {g['generation']}  {state}{extra}")
-        click.echo(f"live: {r['current_after']}" + ("" if r["ok"] else "  (problems found)"))
+            click.echo(f"{'*' if g['live'] else ' '} {g['generation']}  {state}")
+        for line in r["repairs"]:
+            click.echo(f"REPAIRED {line}")
+        click.echo(f"live: {r['current_after']}  status: {r['status']}")
 
     _emit(report, as_json, human)
-    if not report["ok"]:
+    if report["status"] == "repaired":
+        sys.exit(EXIT_REPAIRED)
+    if report["status"] != "ok":
         sys.exit(EXIT_CHECK)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import socket
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from chunkers.tokenizers import get_tokenizer
+from pipeline.fsutil import atomic_write_text
 
 PRICES_FILE = Path(__file__).with_name("prices.toml")
+
+
+class PriceTableError(ValueError):
+    """The price table cannot be read or has the wrong shape."""
 
 
 class Prices(BaseModel):
@@ -30,9 +37,11 @@ class Prices(BaseModel):
         path = Path(path or os.environ.get("RAGINDEX_PRICES") or PRICES_FILE)
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(raw.get("self_hosted", {}), dict) or not isinstance(raw.get("hosted", {}), dict):
+                raise ValueError("[self_hosted] and [hosted] must be tables")
             return cls(**raw.get("self_hosted", {}), hosted=raw.get("hosted", {}))
-        except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-            raise ValueError(f"{path}: bad price table: {exc}") from exc
+        except (OSError, tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+            raise PriceTableError(f"{path}: bad price table ({str(exc).splitlines()[0]}); fix it or pass --prices FILE") from None
 
     def hour_usd(self, device: str) -> float:
         return self.cuda_hour_usd if device.startswith("cuda") else self.cpu_hour_usd
@@ -46,7 +55,12 @@ class Prices(BaseModel):
 
 @dataclass
 class Plan:
-    """What a reindex will do and cost, known before any embedding. Exact for texts and tokens."""
+    """What a run will do and cost, known before any embedding. Exact for texts and tokens.
+
+    Document and chunk counts describe the whole tenant after the run; text,
+    token and money figures describe what this run embeds (the chunks of new and
+    changed documents whose text the tenant's cache does not hold yet).
+    """
 
     tenant: str
     chunker: str
@@ -54,22 +68,29 @@ class Plan:
     embedder: str
     embedder_fp: str
     device: str
+    base_generation: str | None
+    rebuild: str | None  # why every document goes into a new segment, if so
     docs_new: int
     docs_changed: int
     docs_deleted: int
     docs_unchanged: int
     docs_skipped: int
+    docs_kept_unreadable: int  # live documents whose file or folder could not be read: kept as they were
+    files_seen: int
+    files_read: int  # files (or record files) actually read; the rest had an unchanged stat
+    docs_chunked: int
+    docs_reused: int  # new or changed documents whose chunks were copied (same content already held)
     chunks_total: int
     chunks_unchanged: int
     chunks_new: int
     chunks_removed: int
-    unique_texts: int
-    vectors_reused: int  # distinct texts whose vector is already in the tenant's cache
-    duplicates_in_run: int  # chunks whose text another chunk of this run already brings
+    unique_texts: int  # distinct texts among this run's new chunks
+    vectors_reused: int  # of those, already in the tenant's cache
+    duplicates_in_run: int  # new chunks whose text another new chunk already brings
     texts_to_embed: int
     tokens_to_embed: int  # model tokens, as the model will process them
     tokens_to_embed_cl100k: int  # hosted-price equivalent
-    truncated_chunks: int  # chunks over the model's input limit: the model sees only their start
+    truncated_chunks: int  # new chunks over the model's input limit: the model sees only their start
     truncated_to_embed: int
     max_input_tokens: int
     throughput_tokens_per_s: float
@@ -95,109 +116,151 @@ class Plan:
         return d
 
 
-def diff_documents(documents: pa.Table, live: dict[str, str]) -> dict[str, int]:
-    """new / changed / deleted / unchanged documents against the live generation (doc_id -> doc_hash)."""
-    now = dict(zip(documents.column("doc_id").to_pylist(), documents.column("doc_hash").to_pylist()))
-    new = sum(1 for d in now if d not in live)
-    changed = sum(1 for d, h in now.items() if d in live and live[d] != h)
-    return {
-        "docs_new": new,
-        "docs_changed": changed,
-        "docs_unchanged": len(now) - new - changed,
-        "docs_deleted": sum(1 for d in live if d not in now),
-    }
+@dataclass(frozen=True)
+class Budget:
+    """A run's limits: model tokens to embed and estimated money (None: no limit)."""
+
+    tokens: int | None = None
+    cost_usd: float | None = None
+
+    def violations(self, plan: Plan) -> list[str]:
+        out = []
+        if self.tokens is not None and plan.tokens_to_embed > self.tokens:
+            out.append(f"{plan.tokens_to_embed:,} tokens to embed > --budget-tokens {self.tokens:,}")
+        if self.cost_usd is not None and plan.cost_usd > self.cost_usd:
+            out.append(f"estimated ${plan.cost_usd:.6f} > --max-cost ${self.cost_usd:.6f}")
+        return out
 
 
-def make_plan(*, tenant: str, schema, chunks: pa.Table, documents: pa.Table, skipped: int,
-              live_docs: dict[str, str], live_chunk_ids: set[str], cached: set[str],
-              embedder, prices: Prices, throughput: "Throughput") -> Plan:
-    """Compute the plan. ``cached`` is the set of text hashes the cache holds for this embedder."""
-    ids = chunks.column("chunk_id").to_pylist()
-    hashes = chunks.column("text_hash").to_pylist()
-    texts = chunks.column("text").to_pylist()
-    first_text: dict[str, str] = {}
-    for h, t in zip(hashes, texts):
-        first_text.setdefault(h, t)
-    missing = [h for h in first_text if h not in cached]
-    missing_texts = [first_text[h] for h in missing]
-    full = embedder.full_token_counts(texts)
+class BudgetExceeded(RuntimeError):
+    """The plan is over --budget-tokens or --max-cost; nothing was changed."""
+
+    def __init__(self, plan: Plan, reasons: list[str]) -> None:
+        self.plan = plan
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "Throughput") -> Plan:
+    """The plan of a staged run. ``cached``: which of its text hashes the cache holds for this embedder.
+
+    Each new text is tokenised once with the model's tokenizer; cl100k counts
+    come from the chunker's own counts when the schema counts in cl100k_base.
+    """
+    cs = staged.changes
+    rows = staged.rows
+    hashes = rows.column("text_hash").to_pylist()
+    texts = rows.column("text").to_pylist()
+    schema_counts = rows.column("token_count").to_pylist()
+    first: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first.setdefault(h, i)
+    uniq = list(first)
+    full = embedder.full_token_counts([texts[first[h]] for h in uniq])
     limit = embedder.max_seq_length
-    full_missing = embedder.full_token_counts(missing_texts)
-    counts_missing = [min(n, limit) for n in full_missing]
-    order = sorted(range(len(missing)), key=lambda i: -counts_missing[i])
-    tokens = int(sum(counts_missing))
-    cl100k_each = get_tokenizer("cl100k_base").count_many(missing_texts) if missing_texts else []
-    cl100k = int(sum(cl100k_each))
+    missing = [j for j, h in enumerate(uniq) if h not in cached]
+    counts = [min(full[j], limit) for j in missing]
+    if cs.config.tokenizer == "cl100k_base":
+        cl100k_each = [schema_counts[first[uniq[j]]] for j in missing]
+    else:
+        cl100k_each = get_tokenizer("cl100k_base").count_many([texts[first[uniq[j]]] for j in missing]) if missing else []
+    order = sorted(range(len(missing)), key=lambda i: -counts[i])
+    tokens = int(sum(counts))
     rate, source = throughput.get(embedder)
     seconds = tokens / rate if rate > 0 else 0.0
-    id_set = set(ids)
+    untouched = 0 if cs.rebuild else cs.base_chunks - cs.rows_replaced
+    cl100k = int(sum(cl100k_each))
+    counts_ = cs.counts()
     return Plan(
-        tenant=tenant,
-        chunker=schema.ref,
-        chunker_fp=schema.fingerprint(),
-        embedder=embedder.name,
-        embedder_fp=embedder.fingerprint,
-        device=embedder.device,
-        **diff_documents(documents, live_docs),
-        docs_skipped=skipped,
-        chunks_total=len(ids),
-        chunks_unchanged=len(id_set & live_chunk_ids),
-        chunks_new=len(id_set - live_chunk_ids),
-        chunks_removed=len(live_chunk_ids - id_set),
-        unique_texts=len(first_text),
-        vectors_reused=len(first_text) - len(missing),
-        duplicates_in_run=len(hashes) - len(first_text),
-        texts_to_embed=len(missing),
-        tokens_to_embed=tokens,
-        tokens_to_embed_cl100k=cl100k,
-        truncated_chunks=sum(1 for n in full if n > limit),
-        truncated_to_embed=sum(1 for n in full_missing if n > limit),
-        max_input_tokens=limit,
-        throughput_tokens_per_s=round(rate, 1),
-        throughput_source=source,
-        est_seconds=round(seconds, 3),
-        cost_usd=prices.seconds_usd(seconds, embedder.device),
-        hosted_usd=prices.hosted_usd(cl100k),
-        to_embed={missing[i]: missing_texts[i] for i in order},
-        to_embed_tokens={missing[i]: (counts_missing[i], cl100k_each[i]) for i in order},
+        tenant=cs.config.tenant, chunker=cs.config.chunker, chunker_fp=cs.config.chunker_fp, embedder=embedder.name,
+        embedder_fp=embedder.fingerprint, device=embedder.device, base_generation=cs.base, rebuild=cs.rebuild,
+        docs_new=counts_["docs_new"], docs_changed=counts_["docs_changed"], docs_deleted=counts_["docs_deleted"],
+        docs_unchanged=counts_["docs_unchanged"], docs_skipped=counts_["docs_skipped"],
+        docs_kept_unreadable=counts_["docs_kept_unreadable"], files_seen=cs.files_seen, files_read=cs.files_read,
+        docs_chunked=staged.docs_chunked, docs_reused=staged.docs_reused,
+        chunks_total=staged.rows_after, chunks_unchanged=untouched + staged.chunks_unchanged,
+        chunks_new=staged.chunks_new, chunks_removed=staged.chunks_removed,
+        unique_texts=len(uniq), vectors_reused=len(uniq) - len(missing), duplicates_in_run=len(hashes) - len(uniq),
+        texts_to_embed=len(missing), tokens_to_embed=tokens, tokens_to_embed_cl100k=cl100k,
+        truncated_chunks=_truncated_rows(hashes, uniq, full, limit),
+        truncated_to_embed=sum(1 for j in missing if full[j] > limit), max_input_tokens=limit,
+        throughput_tokens_per_s=round(rate, 1), throughput_source=source, est_seconds=round(seconds, 3),
+        cost_usd=prices.seconds_usd(seconds, embedder.device), hosted_usd=prices.hosted_usd(cl100k),
+        to_embed={uniq[missing[i]]: texts[first[uniq[missing[i]]]] for i in order},
+        to_embed_tokens={uniq[missing[i]]: (counts[i], cl100k_each[i]) for i in order},
     )
 
 
-class Throughput:
-    """Measured embedding throughput (model tokens/s) per embedder and device, kept on this machine.
+def _truncated_rows(hashes: list[str], uniq: list[str], full: list[int], limit: int) -> int:
+    over = {h for h, n in zip(uniq, full) if n > limit}
+    return sum(1 for h in hashes if h in over) if over else 0
 
-    Updated after every real run; if nothing was measured yet, a short
-    calibration embeds synthetic text (never tenant data, never cached).
+
+# The fastest a device can plausibly embed (model tokens/s). A stored measurement
+# above it is not trusted, and no estimate is ever faster: a budget in money can
+# never be defeated by an absurd throughput (a file anyone who can write
+# RAGINDEX_HOME could edit), because the planned seconds never fall below
+# tokens / this.
+MAX_TOKENS_PER_S = {"cpu": 250_000.0, "cuda": 5_000_000.0}
+MIN_SAMPLE_TOKENS = 2000
+
+
+def max_rate(device: str) -> float:
+    return MAX_TOKENS_PER_S["cuda" if device.startswith("cuda") else "cpu"]
+
+
+class Throughput:
+    """Measured embedding throughput (model tokens/s), one file per machine, model and device.
+
+    ``<root>/throughput/<host>-<embedder fp>-<device>.json``, written whole to a
+    unique temporary name and renamed, so parallel tenant runs never corrupt it
+    (the last measurement wins). A value that is not a finite, positive,
+    plausible number is ignored and measured again. Updated after every real
+    run; if nothing was measured yet, a short calibration embeds synthetic text
+    (never tenant data, never cached).
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root) / "throughput"
 
-    def _load(self) -> dict:
+    def path(self, embedder) -> Path:
+        host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64] or "host"
+        device = re.sub(r"[^A-Za-z0-9_.-]", "_", embedder.device)
+        return self.dir / f"{host}-{embedder.fingerprint[:16]}-{device}.json"
+
+    def _load(self, embedder) -> tuple[float | None, str]:
+        f = self.path(embedder)
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def _key(self, embedder) -> str:
-        return f"{embedder.fingerprint}:{embedder.device}"
+            entry = json.loads(f.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, ""
+        except (OSError, ValueError) as exc:
+            return None, f"ignored unreadable {f.name} ({exc})"
+        rate = entry.get("tokens_per_s") if isinstance(entry, dict) else None
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate) or rate <= 0:
+            return None, f"ignored {f.name}: tokens_per_s is not a finite positive number"
+        if rate > max_rate(embedder.device):
+            return None, f"ignored {f.name}: {rate:.3g} tokens/s is implausible on {embedder.device}"
+        if entry.get("embedder_fp") != embedder.fingerprint:
+            return None, f"ignored {f.name}: it was measured for another model"
+        return float(rate), ""
 
     def record(self, embedder, tokens: int, seconds: float) -> None:
-        if tokens < 2000 or seconds <= 0:  # too small to say anything about speed
+        if tokens < MIN_SAMPLE_TOKENS or not seconds > 0:  # too small to say anything about speed
             return
-        data = self._load()
-        data[self._key(embedder)] = {"tokens_per_s": tokens / seconds, "measured_at": time.time(), "tokens": tokens}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, self.path)
+        rate = min(tokens / seconds, max_rate(embedder.device))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"tokens_per_s": rate, "tokens": tokens, "seconds": seconds, "measured_at": time.time(),
+                           "embedder": embedder.name, "embedder_fp": embedder.fingerprint, "device": embedder.device},
+                          indent=2)
+        atomic_write_text(self.path(embedder), body + "\n")
 
     def get(self, embedder) -> tuple[float, str]:
-        entry = self._load().get(self._key(embedder))
-        if entry:
-            return float(entry["tokens_per_s"]), "measured on this machine by the last run"
+        rate, note = self._load(embedder)
+        if rate is not None:
+            return rate, "measured on this machine by the last run"
         rate = self.calibrate(embedder)
-        return rate, "calibrated on this machine just now (synthetic text)"
+        return rate, "calibrated on this machine just now (synthetic text)" + (f"; {note}" if note else "")
 
     def calibrate(self, embedder, n: int = 64) -> float:
         words = "index chunk embedding tenant retrieval vector budget schema generation promote".split()
@@ -205,7 +268,7 @@ class Throughput:
         embedder.embed(texts[:4])  # warm-up: first call pays for lazy initialisation
         t0 = time.perf_counter()
         embedder.embed(texts)
-        seconds = time.perf_counter() - t0
+        seconds = max(time.perf_counter() - t0, 1e-9)
         tokens = sum(embedder.token_counts(texts))
         self.record(embedder, tokens, seconds)
-        return tokens / seconds
+        return min(tokens / seconds, max_rate(embedder.device))

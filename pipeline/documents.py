@@ -1,4 +1,9 @@
-"""Stage 1, documents: a source becomes the tenant's ``documents.parquet``."""
+"""A whole source read at once into a DOCUMENTS table.
+
+The indexing pipeline never does this: it streams the source through
+:mod:`pipeline.changes` and reads only what may have changed. This is for the
+evaluation runner, benchmarks and tests, which want every document in memory.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,8 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.fsutil import atomic_write_parquet, sha256_text
+from pipeline.fsutil import sha256_text
 from pipeline.sources import SourceReport, read_source
 from schemas.tables import DOCUMENTS
 
@@ -33,18 +37,3 @@ def load_documents(source: Path) -> tuple[pa.Table, SourceReport]:
     """Read ``source`` into a DOCUMENTS table plus the report of what was skipped."""
     report = read_source(source)
     return documents_table(report), report
-
-
-def write_documents(path: Path, table: pa.Table) -> None:
-    atomic_write_parquet(path, table)
-
-
-def read_documents(path: Path) -> pa.Table:
-    """Read a DOCUMENTS table; a corrupt or wrong-shaped file raises ValueError naming it."""
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
-        raise ValueError(f"{path}: corrupt documents file ({exc}); rerun `ragindex reindex` to rewrite it") from exc
-    if not DOCUMENTS.remove_metadata().equals(table.schema.remove_metadata()):
-        raise ValueError(f"{path}: unexpected columns {table.column_names}; rerun `ragindex reindex` to rewrite it")
-    return table

@@ -1,40 +1,30 @@
-"""Generation lifecycle: list, roll back, garbage-collect, verify and repair.
+"""Generation lifecycle: list, roll back, garbage-collect.
 
-Generations are immutable. Repair never edits one in place: it writes a new
-generation from the embedding cache (no re-embedding) and, if the damaged one
-was live, promotes the new one.
+Generations are small manifests over shared, immutable segments. Rolling back
+moves CURRENT to an older manifest (its segments are still there, gc keeps
+them); gc deletes the manifests outside the retention window, then every
+segment and deletion file that no remaining manifest names. Verification and
+repair live in ``pipeline.repair``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import time
-from dataclasses import dataclass, field
 
-from pathlib import Path
-
-import faiss
-import pyarrow.parquet as pq
-
-from pipeline.cache import CacheError, EmbeddingCache
-from pipeline.fsutil import sha256_file, sha256_text
-from pipeline.index import (
-    GenerationError,
-    current_id,
-    list_generations,
-    promote,
-    read_manifest,
-    write_generation,
-)
+from pipeline.index import GenerationError, current_id, list_generations, promote, read_manifest
+from pipeline.segments import DELETIONS_RE, SEGMENT_RE
 from pipeline.tenants import TenantPaths
-from schemas.tables import GENERATION_IDS
+
+KEEP_GENERATIONS = 5  # newest generations gc keeps by default, besides the live one and the one before it
 
 
 def describe(paths: TenantPaths) -> list[dict]:
-    """Every complete generation, oldest first, with its manifest summary."""
-    live = current_id(paths)
+    """Every generation, oldest first, with its manifest summary (and the error, if it is unreadable)."""
+    try:
+        live = current_id(paths)
+    except GenerationError:
+        live = None
     out = []
     for gen in list_generations(paths):
         try:
@@ -43,211 +33,133 @@ def describe(paths: TenantPaths) -> list[dict]:
             out.append({"generation": gen, "live": gen == live, "error": str(exc)})
             continue
         out.append({
-            "generation": gen, "live": gen == live, "created_at": m.get("created_at"), "chunker": m.get("chunker"),
-            "index_type": m.get("index_type"), "vectors": m.get("vectors"), "documents": m.get("counts", {}).get("documents"),
-            "eval": m.get("eval"),
+            "generation": gen, "live": gen == live, "created_at": m.created_at, "kind": m.kind, "parent": m.parent,
+            "chunker": m.chunker, "embedder": m.embedder, "documents": m.documents, "vectors": m.chunks,
+            "segments": len(m.segments), "deleted_rows": sum(r.deleted_rows for r in m.segments),
+            "index_type": _index_types(paths, m), "gates": {k: v.get("passed") for k, v in m.gates.items()}, "eval": m.eval,
         })
     return out
 
 
-def rollback(paths: TenantPaths, to: str | None = None) -> str:
-    """Make ``to`` (default: the generation before the live one) live again."""
-    gens = list_generations(paths)
+def _index_types(paths: TenantPaths, m) -> str:
+    from pipeline.segments import SegmentError, read_info
+
+    kinds = []
+    for r in m.segments:
+        try:
+            kinds.append(read_info(paths, r.id).index_type)
+        except SegmentError:
+            kinds.append("?")
+    return "+".join(sorted(set(kinds))) or "empty"
+
+
+def rollback_target(paths: TenantPaths) -> str | None:
+    """The generation that was live before the live one's content: its parent, skipping merges and
+    repairs (they keep the content of their parent). None when there is none."""
     live = current_id(paths)
+    if live is None:
+        return None
+    m = read_manifest(paths, live)
+    while m.kind in ("merge", "repair") and m.parent:
+        try:
+            m = read_manifest(paths, m.parent)
+        except GenerationError:
+            return None
+    return m.parent
+
+
+def rollback(paths: TenantPaths, to: str | None = None) -> str:
+    """Make ``to`` (default: the generation live before the current content) live again. Caller holds the lock."""
+    gens = list_generations(paths)
     if to is None:
-        if live not in gens:
-            raise GenerationError(f"live generation {live!r} is missing; pass --to GEN (one of: {', '.join(gens) or 'none'})")
-        i = gens.index(live)
-        if i == 0:
-            raise GenerationError(f"{live} is the oldest generation of tenant {paths.name}; nothing to roll back to")
-        to = gens[i - 1]
+        to = rollback_target(paths)
+        if to is None:
+            raise GenerationError(f"generation {current_id(paths)} of tenant {paths.name} has no earlier generation to roll back to")
+        if to not in gens:
+            raise GenerationError(f"the previous generation {to} of tenant {paths.name} was removed by gc; "
+                                  f"pass --to GEN (one of: {', '.join(gens)})")
     if to not in gens:
-        raise GenerationError(f"no complete generation {to!r} for tenant {paths.name}; see `ragindex generations --tenant {paths.name}`")
+        raise GenerationError(f"no generation {to!r} for tenant {paths.name}; see `ragindex generations --tenant {paths.name}`")
     promote(paths, to)
     return to
 
 
-def gc(paths: TenantPaths, keep: int) -> list[str]:
-    """Delete old generations, keeping the newest ``keep``, the live one and the one before it.
-
-    Also removes temporary directories of builds that died. Caller holds the tenant lock.
-    """
+def retained(paths: TenantPaths, keep: int) -> set[str]:
+    """The generations gc keeps: the newest ``keep``, the live one, and what a rollback would go to."""
     gens = list_generations(paths)
-    live = current_id(paths)
-    protected = set(gens[-keep:]) if keep > 0 else set()
-    if live in gens:
-        protected.add(live)
-        i = gens.index(live)
-        if i > 0:
-            protected.add(gens[i - 1])
-    removed = []
-    for gen in gens:
-        if gen not in protected:
-            shutil.rmtree(paths.generations / gen)
-            removed.append(gen)
-    for tmp in paths.generations.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(tmp.name)
-    return removed
-
-
-@dataclass
-class GenerationReport:
-    generation: str
-    live: bool
-    problems: list[str] = field(default_factory=list)
-    repaired_as: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def check_generation(paths: TenantPaths, gen: str, cache: EmbeddingCache | None) -> list[str]:
-    """Manifest <-> file checksums <-> FAISS ntotal <-> ids rows <-> cache, as a list of problems."""
+    keep_set = set(gens[-keep:]) if keep > 0 else set()
     try:
-        m = read_manifest(paths, gen)
-    except GenerationError as exc:
-        return [str(exc)]
-    gdir = paths.generations / gen
-    problems = []
-    for name, digest in m.get("files", {}).items():
-        f = gdir / name
-        if not f.exists():
-            problems.append(f"{name} is missing")
-        elif sha256_file(f) != digest:
-            problems.append(f"{name} does not match its manifest checksum (corrupt or truncated)")
-    if problems:
-        return problems
-    index = faiss.read_index(str(gdir / "index.faiss"))
-    rows = pq.read_table(gdir / "ids.parquet")
-    if not (index.ntotal == rows.num_rows == m.get("vectors")):
-        problems.append(f"counts differ: index {index.ntotal}, ids {rows.num_rows}, manifest {m.get('vectors')}")
-    texts, hashes = rows.column("text").to_pylist(), rows.column("text_hash").to_pylist()
-    bad = sum(1 for t, h in zip(texts, hashes) if sha256_text(t) != h)
-    if bad:
-        problems.append(f"{bad} rows whose text does not match its text_hash")
-    if cache is not None:
-        missing = len(set(hashes) - cache.cached_hashes(m["embedder_fp"], list(set(hashes))))
-        if missing:
-            problems.append(f"{missing} texts have no vector in the embedding cache (repair would need re-embedding)")
-    return problems
+        live = current_id(paths)
+        back = rollback_target(paths)
+    except GenerationError:
+        return set(gens)  # CURRENT or the live manifest is unreadable: keep everything until repair
+    keep_set.update(g for g in (live, back) if g in gens)
+    return keep_set
 
 
-def _rows_for_repair(paths: TenantPaths, gen: str, manifest: dict):
-    """The damaged generation's rows: its own ids.parquet if intact, else the stage's chunks file."""
-    f = paths.generations / gen / "ids.parquet"
-    if f.exists() and sha256_file(f) == manifest.get("files", {}).get("ids.parquet"):
-        return pq.read_table(f).cast(GENERATION_IDS)
-    chunks = paths.chunks(manifest["chunker"])
-    if chunks.exists():
-        t = pq.read_table(chunks)
-        if set(t.column("chunker_fp").to_pylist()) == {manifest.get("chunker_fp")}:
-            from pipeline.reindex import build_rows
+def gc(paths: TenantPaths, keep: int = KEEP_GENERATIONS) -> list[str]:
+    """Delete generations outside the retention window, then unreferenced segments and deletion files.
 
-            return build_rows(t)
-    raise GenerationError(f"cannot repair {gen}: its ids.parquet is damaged and {chunks} does not hold the same chunks; run `ragindex reindex`")
-
-
-def check_stage_files(paths: TenantPaths) -> list[tuple[Path, str]]:
-    """documents.parquet and chunks/*.parquet: derived files that must still read as their Arrow schema."""
-    from pipeline.documents import read_documents
-    from schemas.tables import CHUNKS
-
-    bad = []
-    if paths.documents.exists():
-        try:
-            read_documents(paths.documents)
-        except ValueError as exc:
-            bad.append((paths.documents, str(exc)))
-    for f in sorted(paths.chunks_dir.glob("*.parquet")) if paths.chunks_dir.exists() else []:
-        try:
-            t = pq.read_table(f)
-            if not CHUNKS.remove_metadata().equals(t.schema.remove_metadata()):
-                raise ValueError(f"unexpected columns {t.column_names}")
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
-            bad.append((f, f"{f}: corrupt chunks file ({exc})"))
-    return bad
-
-
-def _restore_cache(paths: TenantPaths, gens: list[str]) -> str:
-    """Move a corrupt cache aside and refill a new one with the vectors stored in intact generations."""
-    aside = paths.cache.with_name(f"embeddings.duckdb.corrupt-{int(time.time())}")
-    os.replace(paths.cache, aside)
-    wal = paths.cache.with_name(paths.cache.name + ".wal")
-    if wal.exists():
-        os.replace(wal, aside.with_name(aside.name + ".wal"))
-    restored = 0
-    with EmbeddingCache(paths.cache) as cache:
-        for gen in gens:
-            if check_generation(paths, gen, None):
-                continue
-            m = read_manifest(paths, gen)
-            index = faiss.read_index(str(paths.generations / gen / "index.faiss"))
-            rows = pq.read_table(paths.generations / gen / "ids.parquet", columns=["text_hash"])
-            if index.ntotal:
-                restored += cache.restore(m["embedder_fp"], rows.column("text_hash").to_pylist(), index.reconstruct_n(0, index.ntotal), gen)
-    return f"moved the corrupt cache to {aside.name} and restored {restored} vectors from the generations (the old ledger stays in that file)"
-
-
-def _rebuild(paths: TenantPaths, gen: str, cache: EmbeddingCache) -> str:
-    """A new generation with the damaged one's rows and cached vectors (no embedding)."""
-    m = read_manifest(paths, gen)
-    rows = _rows_for_repair(paths, gen, m)
-    vectors = cache.vectors(m["embedder_fp"], rows.column("text_hash").to_pylist(), m["dim"])
-    info = {k: v for k, v in m.items() if k not in ("generation", "created_at", "files", "vectors", "index_type", "tenant")}
-    info["repaired_from"] = gen
-    return write_generation(paths, rows, vectors, info)
-
-
-def verify(paths: TenantPaths, repair: bool = False) -> dict:
-    """Check every generation, the CURRENT pointer, the cache and the stage files; ``repair`` fixes what it can.
-
-    Repair never re-embeds: generations are rebuilt from the cache, a corrupt
-    cache is refilled from the vectors stored in intact generations, and corrupt
-    stage files (derived data) are removed so the next reindex rewrites them.
+    Manifests go first, so a crash part-way leaves only unreferenced files, which
+    the next gc removes. A segment named by any remaining manifest is never
+    deleted; if a remaining manifest is unreadable, no segment is (it may name
+    them). Also removes temporary files of builds that died. Caller holds the lock.
     """
-    live = current_id(paths)
-    gens = list_generations(paths)
-    out: dict = {"tenant": paths.name, "current": live, "generations": [], "problems": [], "repairs": []}
-    if live is not None and live not in gens:
-        out["problems"].append(f"CURRENT names {live!r}, which is not a complete generation")
-    for f, problem in check_stage_files(paths):
-        out["problems"].append(problem)
-        if repair:
-            f.unlink()
-            out["repairs"].append(f"removed {f.name}; the next reindex rewrites it (no re-embedding)")
-    leftovers = sorted(p.name for p in paths.generations.glob(".tmp-*")) if paths.generations.exists() else []
-    if leftovers:
-        out["incomplete_builds"] = leftovers  # harmless: never live; `ragindex gc` removes them
-    with contextlib.ExitStack() as stack:
-        cache = None
+    removed = []
+    keep_set = retained(paths, keep)
+    for gen in list_generations(paths):
+        if gen not in keep_set:
+            paths.manifest(gen).unlink()
+            removed.append(gen)
+    from pipeline.faults import fault_point
+
+    fault_point("gc-manifests")
+    referenced_segments: set[str] = set()
+    referenced_deletions: set[str] = set()
+    for gen in list_generations(paths):
         try:
-            if paths.cache.exists():
-                cache = stack.enter_context(EmbeddingCache(paths.cache, read_only=not repair))
-        except CacheError as exc:
-            out["problems"].append(str(exc))
-            if repair:
-                out["repairs"].append(_restore_cache(paths, gens))
-                cache = stack.enter_context(EmbeddingCache(paths.cache))
-        for gen in gens:
-            rep = GenerationReport(gen, gen == live, check_generation(paths, gen, cache))
-            if repair and not rep.ok and cache is not None:
+            m = read_manifest(paths, gen)
+        except GenerationError:
+            return removed + _tmp_leftovers(paths)
+        for r in m.segments:
+            referenced_segments.add(r.id)
+            if r.deletions:
+                referenced_deletions.add(r.deletions)
+    if paths.segments.is_dir():
+        for d in sorted(paths.segments.iterdir()):
+            if SEGMENT_RE.fullmatch(d.name) and d.name not in referenced_segments:
+                shutil.rmtree(d)
+                removed.append(d.name)
+    if paths.deletions.is_dir():
+        for f in sorted(paths.deletions.iterdir()):
+            if DELETIONS_RE.fullmatch(f.name) and f.name not in referenced_deletions:
+                f.unlink()
+                removed.append(f.name)
+    return removed + _tmp_leftovers(paths)
+
+
+def _tmp_leftovers(paths: TenantPaths) -> list[str]:
+    """Temporary directories and files of writers that died (never named by anything)."""
+    out = []
+    for parent in (paths.segments, paths.generations, paths.deletions):
+        if not parent.is_dir():
+            continue
+        for p in parent.glob(".*tmp*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
                 try:
-                    rep.repaired_as = _rebuild(paths, gen, cache)
-                except (GenerationError, KeyError) as exc:
-                    rep.problems.append(f"not repairable: {exc}")
-                if rep.repaired_as and rep.live:
-                    promote(paths, rep.repaired_as)
-            out["generations"].append(rep.__dict__ | {"ok": rep.ok})
-        live_damaged = live not in gens or any(g["live"] and not g["ok"] and not g["repaired_as"] for g in out["generations"])
-        if repair and live is not None and live_damaged:
-            # The live generation is gone or beyond repair: fall back to the newest usable one.
-            usable = [g["repaired_as"] or g["generation"] for g in out["generations"]
-                      if (g["ok"] or g["repaired_as"]) and g["generation"] != live]
-            if usable:
-                promote(paths, usable[-1])
-                out["repaired_current"] = usable[-1]
-    out["ok"] = not out["problems"] and all(g["ok"] for g in out["generations"])
-    out["current_after"] = current_id(paths)
+                    os.unlink(p)
+                except FileNotFoundError:
+                    continue
+            out.append(p.name)
+    return out
+
+
+def disk_usage(paths: TenantPaths) -> dict[str, int]:
+    """Bytes under each part of the tenant's directory."""
+    out = {}
+    for name in ("segments", "deletions", "generations", "cache"):
+        d = paths.root / name
+        out[name] = sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) if d.is_dir() else 0
     return out

@@ -46,6 +46,7 @@ def tenant_lock(path: Path, wait: float = 0.0, on_stale=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + wait
+    held = False
     try:
         while True:
             try:
@@ -65,7 +66,34 @@ def tenant_lock(path: Path, wait: float = 0.0, on_stale=None):
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         os.fsync(fd)
+        held = True
         yield
-        os.ftruncate(fd, 0)
     finally:
+        if held:
+            # Clear our pid however the holder ends (an error included): a pid left in the file
+            # would make the next writer report a "stale lock" that was never stale.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         os.close(fd)  # closing releases the flock
+
+
+def probe_lock(path: Path, wait: float = 0.0) -> None:
+    """Fail at once with TenantBusy if another process holds the lock and ``wait`` is 0; never creates the file.
+
+    A run checks this before spending time on detection, so a second writer
+    without --wait fails immediately, as it always has.
+    """
+    if wait > 0 or not path.exists():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        raise TenantBusy(f"tenant is being written by another process (pid {holder}); "
+                         "wait for it to finish, or pass --wait SECONDS to queue behind it") from None
+    finally:
+        os.close(fd)  # releases the probe's lock, if it got it

@@ -1,4 +1,4 @@
-"""search(tenant, query): open that tenant's CURRENT generation only, and rank its chunks."""
+"""search(tenant, query): that tenant's CURRENT generation only, every segment, deleted rows skipped."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.index import Generation, GenerationError, current_id, load_generation
+from pipeline.index import GenerationError, LoadedGeneration, SegmentCache, current_id, load_generation
 from pipeline.tenants import TenantStore
 
 
@@ -33,18 +33,19 @@ class Searcher:
     """Searches tenants; keeps each tenant's live generation loaded and follows CURRENT.
 
     Every call reads the tenant's CURRENT pointer (one tiny file); when a reindex
-    or a rollback has moved it, the new generation is loaded and swapped in, so a
-    long-running process picks up promotions without a restart, and keeps
-    serving the generation it has while the next one is being built.
+    or a rollback has moved it, the new generation is opened and swapped in, so a
+    long-running process picks up promotions without a restart. Segments are
+    shared between generations, so the swap loads only the segments that are new.
     """
 
     def __init__(self, store: TenantStore, embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self._loaded: dict[str, Generation] = {}
+        self._loaded: dict[str, LoadedGeneration] = {}
+        self._segments = SegmentCache()
         self._lock = threading.Lock()
 
-    def generation(self, tenant: str) -> Generation:
+    def generation(self, tenant: str) -> LoadedGeneration:
         paths = self.store.require(tenant)
         gen = current_id(paths)
         if gen is None:
@@ -52,38 +53,24 @@ class Searcher:
         with self._lock:
             loaded = self._loaded.get(tenant)
             if loaded is None or loaded.gen_id != gen:
-                loaded = load_generation(paths, gen)
+                loaded = load_generation(paths, gen, self._segments)
                 self._loaded[tenant] = loaded
+                self._segments.keep(paths, {r.id for r in loaded.manifest.segments})
         return loaded
 
     def search(self, tenant: str, query: str, k: int = 5) -> list[Hit]:
         gen = self.generation(tenant)
-        if gen.manifest.get("embedder_fp") not in (None, self.embedder.fingerprint):
+        if gen.manifest.embedder_fp != self.embedder.fingerprint:
             raise GenerationError(
-                f"tenant {tenant!r} was indexed with another embedder ({gen.manifest['embedder_fp'][:12]}); "
+                f"tenant {tenant!r} was indexed with another embedder ({gen.manifest.embedder}, {gen.manifest.embedder_fp[:12]}); "
                 "search with the same model or reindex the tenant"
             )
-        if gen.index.ntotal == 0:
+        if gen.ntotal == 0:
             return []
         q = self.embedder.embed([query]).astype(np.float32)
-        scores, rows = gen.index.search(q, min(k, gen.index.ntotal))
         hits = []
-        cols = gen.rows
-        for rank, (score, row) in enumerate(zip(scores[0], rows[0]), start=1):
-            if row < 0:
-                continue
-            r = int(row)
-            hits.append(
-                Hit(
-                    rank=rank,
-                    score=float(score),
-                    doc_id=cols.column("doc_id")[r].as_py(),
-                    chunk_id=cols.column("chunk_id")[r].as_py(),
-                    start=cols.column("start")[r].as_py(),
-                    end=cols.column("end")[r].as_py(),
-                    text=cols.column("text")[r].as_py(),
-                    heading_path=tuple(cols.column("heading_path")[r].as_py() or ()),
-                    generation=gen.gen_id,
-                )
-            )
+        for rank, c in enumerate(gen.search(q, k)[0], start=1):
+            r = gen.row(c)
+            hits.append(Hit(rank=rank, score=c.score, doc_id=r["doc_id"], chunk_id=r["chunk_id"], start=r["start"], end=r["end"],
+                            text=r["text"], heading_path=tuple(r["heading_path"] or ()), generation=gen.gen_id))
         return hits

@@ -50,6 +50,8 @@ class TenantSettings:
     source: str | None = None
     chunker: str = "default@1"
     eval_set: str | None = None  # dataset (preset name or path) scored before each promotion
+    keep_generations: int | None = None  # how many recent generations gc keeps (default 5)
+    allow_deletions: bool = False  # let a run delete every live document, or more than half of them
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,12 @@ class TenantPaths:
     root: Path
 
     @property
-    def documents(self) -> Path:
-        return self.root / "documents.parquet"
+    def segments(self) -> Path:
+        return self.root / "segments"
 
     @property
-    def chunks_dir(self) -> Path:
-        return self.root / "chunks"
-
-    def chunks(self, ref: str) -> Path:
-        return self.chunks_dir / f"{ref}.parquet"
+    def deletions(self) -> Path:
+        return self.root / "deletions"
 
     @property
     def cache(self) -> Path:
@@ -77,6 +76,9 @@ class TenantPaths:
     @property
     def generations(self) -> Path:
         return self.root / "generations"
+
+    def manifest(self, gen_id: str) -> Path:
+        return self.generations / f"{gen_id}.json"
 
     @property
     def current(self) -> Path:
@@ -106,7 +108,7 @@ class TenantStore:
         p = self.paths(tenant)
         for d in (self.root, self.tenants_dir):
             d.mkdir(parents=True, exist_ok=True)
-        for d in (p.root, p.chunks_dir, p.cache.parent, p.generations):
+        for d in (p.root, p.segments, p.deletions, p.cache.parent, p.generations):
             d.mkdir(mode=0o700, exist_ok=True)
             os.chmod(d, 0o700)
         return p

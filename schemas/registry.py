@@ -51,6 +51,23 @@ class SchemaRegistry:
             raise SchemaError(f"no schema {ref} (looked for {path}); known: {known}")
         return SchemaFile.load(path)
 
+    def runnable(self, ref: str) -> SchemaFile:
+        """Load a schema for indexing: a published one must still match its locked fingerprint.
+
+        A published NAME@VERSION edited in place would silently give different
+        chunks under the same name (and re-embed a tenant); it is refused here as
+        it is by ``schemas check``. A schema not published yet may run (try it
+        before ``ragindex schemas lock``).
+        """
+        sf = self.get(ref)
+        locked = self.lock().get(sf.ref)
+        if locked is not None and locked != sf.fingerprint():
+            name, version = parse_ref(sf.ref)
+            raise SchemaError(f"schema {sf.ref} was changed after it was published (lock {locked[:12]}, file "
+                              f"{sf.fingerprint()[:12]}), so it cannot run: restore {sf.path.name}, put the change in "
+                              f"{name}.v{version + 1}.toml and run `ragindex schemas lock`")
+        return sf
+
     def lock(self) -> dict[str, str]:
         """The published fingerprints, ref -> sha256."""
         if not self.lock_path.exists():

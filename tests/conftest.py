@@ -53,7 +53,7 @@ def hash_embedder(store):
     from pipeline.embedder import HashEmbedder
 
     emb = HashEmbedder()
-    Throughput(store.root / "throughput.json").record(emb, tokens=100_000, seconds=1.0)
+    Throughput(store.root).record(emb, tokens=100_000, seconds=1.0)
     return emb
 
 

@@ -1,10 +1,9 @@
 """`ragindex reindex` through Dagster: the same asset job, run in-process against $DAGSTER_HOME's instance.
 
 The run is recorded like a UI run (same job, same metadata, same checks), so CLI
-reindexes show up in the UI's run history. The budget is checked on an in-memory
-plan before the run is launched, so an over-budget reindex changes nothing and
-starts no run; the embeddings asset checks it again (blocking) against the plan it
-computes itself.
+reindexes show up in the UI's run history. The budget is checked once, by the
+embeddings asset, before anything is written to the tenant: an over-budget run
+is recorded as failed on its blocking check and changed nothing.
 """
 
 from __future__ import annotations
@@ -16,29 +15,27 @@ import dagster as dg
 from dagster._core.errors import DagsterAssetCheckFailedError  # not re-exported at the top level
 from dagster._core.utils import make_new_run_id
 
-from pipeline.cost import Plan, Prices
-from pipeline.embedder import EmbedderConfig
+from pipeline.cost import Budget, BudgetExceeded, Plan
+from pipeline.gates import ChecksFailed, Gate
+from pipeline.guards import MassDeletion
 from pipeline.orchestration.assets import IN_RUN_LOCK_WAIT_S
 from pipeline.orchestration.location import REINDEX_JOB, build_definitions
 from pipeline.orchestration.meta import plain
-from pipeline.reindex import Budget, BudgetExceeded, ChecksFailed, Gate, prepare, resolve
+from pipeline.reindex import resolve
 from pipeline.sources import Skipped
 from pipeline.tenants import TenantStore
 
 
-def _run_config(source, chunker, budget: Budget, wait: float) -> dict:
-    ops = {
-        "documents": {"source": str(Path(source).absolute()) if source else None},
-        "chunks": {"chunker": chunker},
-        "embeddings": {"chunker": chunker, "budget_tokens": budget.tokens, "max_cost_usd": budget.cost_usd},
-        "tenant_index": {"chunker": chunker},
-    }
+def _run_config(source, chunker, budget: Budget, wait: float, rescan: bool, rebuild: bool, allow_deletions) -> dict:
+    later = max(float(wait), IN_RUN_LOCK_WAIT_S)
+    documents = {"source": str(Path(source).absolute()) if source else None, "chunker": chunker, "rescan": rescan,
+                 "rebuild": rebuild, "allow_deletions": allow_deletions, "lock_wait_s": float(wait)}
+    money = {"budget_tokens": budget.tokens, "max_cost_usd": budget.cost_usd}
+    ops = {"documents": documents, "embeddings": {**money, "lock_wait_s": later}, "tenant_index": {**money, "lock_wait_s": later}}
     return {
         # --wait applies to the run's first lock; later assets queue behind any writer
         # that came in between (assets.IN_RUN_LOCK_WAIT_S) rather than fail halfway.
-        "ops": {op: {"config": {**{k: v for k, v in cfg.items() if v is not None},
-                                "lock_wait_s": float(wait) if op == "documents" else max(float(wait), IN_RUN_LOCK_WAIT_S)}}
-                for op, cfg in ops.items()},
+        "ops": {op: {"config": {k: v for k, v in cfg.items() if v is not None}} for op, cfg in ops.items()},
         # The CLI prints its own summary; Dagster's step-by-step log would drown it.
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
@@ -49,20 +46,15 @@ def _plan_from_report(report: dict) -> Plan:
 
 
 def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker: str | None = None, model: str = "default",
-                       prices: Path | None = None, budget: Budget = Budget(), wait: float = 0.0,
-                       instance=None) -> tuple[dict, list[Skipped]]:
+                       prices: Path | None = None, budget: Budget = Budget(), wait: float = 0.0, rescan: bool = False,
+                       rebuild: bool = False, allow_deletions: bool | None = None, instance=None) -> tuple[dict, list[Skipped]]:
     """Run the `reindex_tenant` job for one tenant partition; return (the CLI's result dict, skipped inputs).
 
-    Raises BudgetExceeded (nothing changed, no run), ChecksFailed (a blocking check
+    Raises BudgetExceeded (nothing changed), ChecksFailed (a blocking check
     failed: the run is recorded as failed, the live generation unchanged), or the
     stage's own error (TenantError, TenantBusy, ...).
     """
-    src, schema = resolve(store, tenant, source, chunker)  # a readable error before any partition or run exists
-    if budget != Budget():
-        plan = prepare(store, tenant, src, schema, EmbedderConfig(model).build(), Prices.load(prices)).plan
-        reasons = budget.violations(plan)
-        if reasons:
-            raise BudgetExceeded(plan, reasons)
+    resolve(store, tenant, source, chunker)  # a readable error before any partition or run exists
     defs = build_definitions(store_root=store.root, model=model, prices=prices)
     job = defs.resolve_job_def(REINDEX_JOB)
     run_id = make_new_run_id()
@@ -73,8 +65,9 @@ def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker:
             instance.add_dynamic_partitions("tenants", [tenant])
         try:
             # raise_on_error: a stage's own exception (TenantError, TenantBusy...) reaches the CLI unchanged.
-            job.execute_in_process(run_config=_run_config(source, chunker, budget, wait), instance=instance, run_id=run_id,
-                                   partition_key=tenant, tags={"ragindex/trigger": "cli"})
+            job.execute_in_process(run_config=_run_config(source, chunker, budget, wait, rescan, rebuild, allow_deletions),
+                                   instance=instance,
+                                   run_id=run_id, partition_key=tenant, tags={"ragindex/trigger": "cli"})
         except DagsterAssetCheckFailedError:
             pass  # the failed checks are read back below, like everything else the run recorded
         meta, checks = _recorded(instance, run_id)
@@ -82,14 +75,15 @@ def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker:
         if own:
             instance.dispose()
     failed = [g for g in checks if not g.passed]
+    if any(g.name == "deletions_within_limit" for g in failed):
+        raise MassDeletion(next(g.summary for g in failed if g.name == "deletions_within_limit"))
     if any(g.name == "budget_respected" for g in failed):
         raise BudgetExceeded(_plan_from_report(meta["embeddings"]["plan"]), [g.summary for g in failed])
     if failed:
         raise ChecksFailed(meta.get("tenant_index", {}).get("candidate", "(none)"), failed)
-    emb, idx = meta["embeddings"], meta["tenant_index"]
-    out = {"tenant": tenant, "dagster_run_id": run_id, "run_id": emb["run_id"], "generation": idx["generation"],
-           "plan": emb["plan"], "ledger": emb["ledger"], "checks": {g.name: g.summary for g in checks},
-           "skipped": meta["documents"]["skipped_inputs"]}
+    out = dict(meta["tenant_index"]["result"])
+    out.update({"dagster_run_id": run_id, "checks": {g.name: g.summary for g in checks},
+                "skipped": meta["documents"]["skipped_inputs"]})
     return out, [Skipped(s["where"], s["reason"]) for s in out["skipped"]]
 
 

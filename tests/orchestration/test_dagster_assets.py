@@ -10,17 +10,16 @@ import csv
 import json
 
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 
-import pipeline.evaluate
+import pipeline.evaluate.tenant
 from pipeline.cache import EmbeddingCache
-from pipeline.index import current_id, list_generations
+from pipeline.index import current_id, list_generations, load_generation
 from pipeline.tenants import TenantSettings
 from tests.conftest import DATA, scifact_docs, write_jsonl
 from tests.orchestration.helpers import checks, materialize, metadata, values
 
-ALL_CHECKS = {"budget_respected", "index_consistency", "quality_not_worse"}
+ALL_CHECKS = {"deletions_within_limit", "budget_respected", "index_consistency", "quality_not_worse"}
 
 
 def test_two_tenants_materialize_with_passing_checks_and_numeric_metadata(store, tenants, instance):
@@ -51,9 +50,10 @@ def test_two_tenants_materialize_with_passing_checks_and_numeric_metadata(store,
     # each tenant's files are its own: the generation holds only its documents
     for tenant, src in tenants.items():
         ids = {json.loads(line)["_id"] for line in src.read_text().splitlines()}
-        gen = current_id(store.paths(tenant))
-        got = set(pq.read_table(store.paths(tenant).generations / gen / "ids.parquet").column("doc_id").to_pylist())
+        gen = load_generation(store.paths(tenant), current_id(store.paths(tenant)))
+        got = {d for v in gen.views for d in v.seg.rows.column("doc_id").to_pylist()}
         assert got == ids
+        assert all(str(store.paths(tenant).root) in str(p) for p in store.paths(tenant).segments.iterdir())
 
 
 def test_second_materialization_embeds_nothing_and_keeps_data_versions(store, tenants, instance):
@@ -69,7 +69,11 @@ def test_second_materialization_embeds_nothing_and_keeps_data_versions(store, te
         assert v1 == v2, f"{asset}: unchanged content must keep its DataVersion"
     with EmbeddingCache(store.paths("acme").cache, read_only=True) as cache:
         runs = cache.runs()
-    assert [r["texts"] for r in runs] == [values(first, "embeddings")["texts_embedded"], 0]
+    assert [r["texts"] for r in runs] == [values(first, "embeddings")["texts_embedded"]]  # no ledger row for nothing
+    idx = values(second, "tenant_index")
+    assert idx["status"] == "unchanged" and idx["bytes_written"] == 0 and idx["promoted"] is False
+    assert idx["generation"] == values(first, "tenant_index")["generation"]
+    assert len(list_generations(store.paths("acme"))) == 1  # a run that changed nothing wrote no generation
 
 
 def test_over_budget_blocks_the_run_and_keeps_the_live_generation(store, tenants, instance, tmp_path):
@@ -83,7 +87,7 @@ def test_over_budget_blocks_the_run_and_keeps_the_live_generation(store, tenants
     result = materialize(store, instance, "acme", raise_on_error=False,
                          run_config={"ops": {"embeddings": {"config": {"budget_tokens": 10}}}})
     assert not result.success
-    assert checks(result) == {"budget_respected": False}  # tenant_index never ran
+    assert checks(result) == {"deletions_within_limit": True, "budget_respected": False}  # tenant_index never ran
     emb = values(result, "embeddings")
     assert emb["texts_embedded"] == 0 and emb["tokens_planned"] > 10
     assert not result.asset_materializations_for_node("tenant_index")
@@ -97,13 +101,15 @@ def test_failed_quality_check_blocks_promotion(store, tenants, instance, monkeyp
     materialize(store, instance, "acme")
     paths = store.paths("acme")
     live = current_id(paths)
-    store.save_settings("acme", TenantSettings(source=str(tenants["acme"]), eval_set="scifact"))
+    edited = write_jsonl(tmp_path / "acme-edited.jsonl", scifact_docs(31))  # one more document: a real candidate
+    store.save_settings("acme", TenantSettings(source=str(edited), eval_set="scifact"))
     # The evaluation itself is the evaluation package's (tested there); here only its verdict matters.
-    monkeypatch.setattr(pipeline.evaluate, "tenant_quality",
-                        lambda store, tenant, gen_id, embedder: {"ndcg@10": 0.9 if gen_id == live else 0.5})
+    monkeypatch.setattr(pipeline.evaluate.tenant, "tenant_quality",
+                        lambda store, tenant, gen, embedder: {"ndcg@10": 0.9 if gen == live else 0.5})
     result = materialize(store, instance, "acme", raise_on_error=False)
     assert not result.success
-    assert checks(result) == {"budget_respected": True, "index_consistency": True, "quality_not_worse": False}
+    assert checks(result) == {"deletions_within_limit": True, "budget_respected": True, "index_consistency": True,
+                              "quality_not_worse": False}
     idx = values(result, "tenant_index")
     assert idx["promoted"] is False and idx["eval_ndcg@10"] == 0.5 and idx["live_ndcg@10"] == 0.9
     assert current_id(paths) == live != idx["candidate"]
@@ -132,7 +138,7 @@ def test_real_model_eval_set(store, tmp_path, model):
     """The real model on a tiny tenant with a real eval set: metrics recorded, second run compared and passed."""
     from pipeline.cost import Throughput
 
-    Throughput(store.root / "throughput.json").record(model, tokens=100_000, seconds=20.0)  # no calibration run
+    Throughput(store.root).record(model, tokens=100_000, seconds=20.0)  # no calibration run
     root = _tiny_eval_set(tmp_path)
     store.save_settings("lab", TenantSettings(source=str(root / "corpus.jsonl"), eval_set=str(root)))
     instance = dg.DagsterInstance.ephemeral()
@@ -146,8 +152,16 @@ def test_real_model_eval_set(store, tmp_path, model):
     assert max(evals.values()) > 0.3  # the relevant documents are in the index: retrieval finds some
     emb = values(first, "embeddings")
     assert emb["tokens_embedded"] == emb["tokens_planned"] > 0
+    # A metadata-only edit of every record: a new segment with the same chunks and vectors, so it is
+    # compared against the live generation and must score exactly the same.
+    tagged = tmp_path / "tagged.jsonl"
+    write_jsonl(tagged, [dict(json.loads(line), metadata={"lab": "b"}) for line in (root / "corpus.jsonl").read_text().splitlines()])
+    store.save_settings("lab", TenantSettings(source=str(tagged), eval_set=str(root)))
     second = materialize(store, instance, "lab", model="default")
     idx2 = values(second, "tenant_index")
     assert idx2["eval_status"] == "compared" and idx2["promoted"] is True
     assert all(idx2[f"delta_{k[5:]}"] == 0.0 for k in evals)  # same content, same quality
     assert values(second, "embeddings")["texts_embedded"] == 0
+    assert values(second, "chunks")["docs_chunked"] == 0  # chunks copied by (doc_hash, chunker_fp)
+    third = materialize(store, instance, "lab", model="default")
+    assert values(third, "tenant_index")["status"] == "unchanged"

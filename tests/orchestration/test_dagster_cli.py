@@ -46,7 +46,8 @@ def test_cli_reindex_runs_the_asset_job_in_the_instance(dagster_home, store, has
         assert event.run_id == out["dagster_run_id"]
         assert event.asset_materialization.metadata["tokens_embedded"].value == out["plan"]["tokens_to_embed"]
 
-    # Over budget: exit 3, no run launched, not a byte of the tenant changed, live generation untouched.
+    # Over budget: exit 3, not a byte of the tenant changed, live generation untouched; the run is in the
+    # history as failed on its blocking budget check (the plan is checked before any write, in the run).
     paths = store.paths("acme")
     before = {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file() and p.name != "lock"}
     bigger = write_jsonl(tmp_path / "bigger.jsonl", scifact_docs(60))
@@ -57,14 +58,18 @@ def test_cli_reindex_runs_the_asset_job_in_the_instance(dagster_home, store, has
     assert after == before
     assert current_id(paths) == out["generation"] and len(list_generations(paths)) == 1
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 1
+        runs = instance.get_runs()
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS]
+        budget = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("embeddings"), "budget_respected"))
+        assert budget.run_id == runs[0].run_id and not budget.event.dagster_event.event_specific_data.passed
 
-    # Within budget, a second reindex embeds nothing and is a second run in the history.
+    # Within budget and with nothing changed: unchanged, nothing written, a third run in the history.
     res = _ragindex("reindex", "--tenant", "acme")
     assert res.exit_code == 0, res.output
-    assert "embedded 0 texts" in res.stdout and "dagster run" in res.stdout
+    assert "unchanged" in res.stdout and "dagster run" in res.stdout
+    assert {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file() and p.name != "lock"} == before
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 2
+        assert len(instance.get_runs()) == 3
 
 
 def test_cli_reindex_unknown_source_is_a_readable_error(dagster_home, store):

@@ -25,7 +25,8 @@ def test_code_location_definitions_load():
     job = defs.resolve_job_def(REINDEX_JOB)
     assert job.partitions_def == dg.DynamicPartitionsDefinition(name="tenants")
     checks = {key.name: key.asset_key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"budget_respected": "embeddings", "index_consistency": "tenant_index", "quality_not_worse": "tenant_index"}
+    assert checks == {"deletions_within_limit": "documents", "budget_respected": "embeddings",
+                      "index_consistency": "tenant_index", "quality_not_worse": "tenant_index"}
     graph = defs.resolve_asset_graph()
     assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
     assert [s.name for s in defs.sensors] == ["tenant_sources"]

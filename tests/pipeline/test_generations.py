@@ -1,4 +1,5 @@
-"""Generations: SIGKILL at every point leaves the old one live; verify/repair; rollback; gc; locks; isolation."""
+"""Generations over segments: SIGKILL at every write point leaves the old one live; verify/repair per
+segment; rollback; gc; locks; isolation."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import sys
 import pytest
 
 from pipeline.cache import EmbeddingCache
-from pipeline.generations import gc, rollback, verify
-from pipeline.index import GenerationError, current_id, list_generations, load_generation
+from pipeline.generations import gc, rollback
+from pipeline.index import GenerationError, current_id, list_generations, live_manifest, load_generation, read_manifest
+from pipeline.repair import verify
 from pipeline.locking import TenantBusy, tenant_lock
 from pipeline.reindex import reindex
 from pipeline.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
 
 
-def cli(home, *args, fault=None, check=True):
-    env = {**os.environ, "RAGINDEX_HOME": str(home), "RAGINDEX_MODEL": "hash"}
+def cli(home, *args, fault=None, check=True, env=None):
+    env = {**os.environ, "RAGINDEX_HOME": str(home), "RAGINDEX_MODEL": "hash", **(env or {})}
     env.pop("RAGINDEX_FAULT", None)
     if fault:
         env["RAGINDEX_FAULT"] = fault
@@ -38,22 +40,32 @@ def _sources(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["documents-written", "chunks-written", "mid-embedding", "index-build", "generation-built"])
+@pytest.mark.parametrize("point", ["mid-embedding", "segment-file", "segment-written", "deletions-written",
+                                   "generation-built", "merge-written", "gc-manifests"])
 def test_sigkill_leaves_previous_generation_live(tmp_path, store, point):
     home = store.root
     v1, v2 = _sources(tmp_path)
     cli(home, "reindex", "-t", "acme", "--source", str(v1), "--chunker", "recursive-200@1", "--json")
     paths = store.paths("acme")
-    live = current_id(paths)
-    killed = cli(home, "reindex", "-t", "acme", "--source", str(v2), "--chunker", "recursive-200@1", fault=point, check=False)
+    live = first_live = current_id(paths)
+    env_extra = {"RAGINDEX_MERGE_FACTOR": "2"} if point == "merge-written" else {}
+    killed = cli(home, "reindex", "-t", "acme", "--source", str(v2), "--chunker", "recursive-200@1", fault=point, check=False,
+                 env=env_extra)
     assert killed.returncode == -9, killed.stderr
-    assert current_id(paths) == live  # the old generation stays live ...
+    if point in ("merge-written", "gc-manifests"):
+        # Killed after the run's own promote: its generation is live and complete.
+        live = current_id(paths)
+        assert live != first_live
+    else:
+        assert current_id(paths) == live  # the old generation stays live ...
     hits = json.loads(cli(home, "search", "-t", "acme", "cancer", "--json").stdout)
     assert hits and all(h["generation"] == live for h in hits)  # ... and answers searches
     report = json.loads(cli(home, "verify", "-t", "acme", "--json").stdout)
     assert report["ok"] and report["current"] == live
     done = json.loads(cli(home, "reindex", "-t", "acme", "--source", str(v2), "--chunker", "recursive-200@1", "--json").stdout)
-    assert current_id(paths) == done["generation"] != live
+    assert current_id(paths) == done["generation"]
+    assert done["status"] == ("unchanged" if point in ("merge-written", "gc-manifests") else "promoted")
+    assert not list(paths.segments.glob(".tmp-*")) and verify(paths)["ok"]  # gc removed what the crash left
     with EmbeddingCache(paths.cache, read_only=True) as c:
         embedded = sum(r["texts"] for r in c.runs())
         distinct = c.stats()["vectors"]
@@ -66,21 +78,46 @@ def _built(store, tmp_path, hash_embedder, n=2):
     return gens
 
 
-def test_truncated_index_is_detected_and_repaired_without_reembedding(store, tmp_path, hash_embedder):
-    _, live = _built(store, tmp_path, hash_embedder)
+def test_truncated_index_is_repaired_in_place_without_reembedding(store, tmp_path, hash_embedder):
+    _built(store, tmp_path, hash_embedder)
     paths = store.paths("acme")
-    f = paths.generations / live / "index.faiss"
-    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    live = current_id(paths)
+    seg = live_manifest(paths).segments[0].id
+    f = paths.segments / seg / "index.faiss"
+    original = f.read_bytes()
+    f.write_bytes(original[: len(original) // 2])
     with pytest.raises(GenerationError, match="checksum"):
         load_generation(paths, live)
     report = verify(paths)
-    assert not report["ok"] and "checksum" in " ".join(next(g for g in report["generations"] if g["live"])["problems"])
+    assert report["status"] == "damaged" and "checksum" in " ".join(report["segments"][seg])
     calls = list(hash_embedder.calls)
     fixed = verify(paths, repair=True)
-    new = next(g for g in fixed["generations"] if g["live"])["repaired_as"]
-    assert current_id(paths) == new and hash_embedder.calls == calls
-    assert verify(paths)["generations"][-1]["ok"]
+    assert fixed["status"] == "repaired" and hash_embedder.calls == calls  # nothing re-embedded
+    assert f.read_bytes() == original  # a flat index rebuilt from the cache is byte-identical
+    assert current_id(paths) == live  # the segment was healed for every generation that shares it
+    assert verify(paths)["status"] == "ok"  # and a plain verify is clean again
     assert Searcher(store, hash_embedder).search("acme", "cancer", 3)
+
+
+@pytest.mark.parametrize("which", ["docs.parquet", "rows.parquet"])
+def test_damaged_segment_tables_are_rebuilt(store, tmp_path, hash_embedder, which):
+    """docs.parquet from the rows; rows.parquet by chunking the segment's documents again from the source."""
+    from pipeline.tenants import TenantSettings
+
+    v1, _ = _sources(tmp_path)
+    store.save_settings("acme", TenantSettings(source=str(v1), chunker="recursive-200@1"))
+    reindex(store, "acme", embedder=hash_embedder)
+    paths = store.paths("acme")
+    seg = live_manifest(paths).segments[0].id
+    f = paths.segments / seg / which
+    before = Searcher(store, hash_embedder).search("acme", "cancer", 5)
+    f.write_bytes(f.read_bytes()[:200])
+    assert verify(paths)["status"] == "damaged"
+    fixed = verify(paths, repair=True)
+    assert fixed["status"] == "repaired", fixed["repairs"]
+    after = Searcher(store, hash_embedder).search("acme", "cancer", 5)
+    assert [(h.chunk_id, h.text) for h in after] == [(h.chunk_id, h.text) for h in before]
+    assert reindex(store, "acme", embedder=hash_embedder).ledger["texts"] == 0
 
 
 def test_current_naming_missing_generation(store, tmp_path, hash_embedder):
@@ -90,7 +127,7 @@ def test_current_naming_missing_generation(store, tmp_path, hash_embedder):
     with pytest.raises(GenerationError, match="missing"):
         Searcher(store, hash_embedder).search("acme", "cancer")
     report = verify(paths, repair=True)
-    assert "not a complete generation" in report["problems"][0]
+    assert "has no manifest" in report["problems"][0] and report["status"] == "repaired"
     assert current_id(paths) == gens[-1]
 
 
@@ -100,11 +137,18 @@ def test_rollback_and_gc(store, tmp_path, hash_embedder):
     assert len(set(gens)) == 4
     paths = store.paths("acme")
     assert rollback(paths) == gens[2] and current_id(paths) == gens[2]
+    assert rollback(paths) == gens[1]  # a second rollback goes one further back, following the parents
     with pytest.raises(GenerationError):
         rollback(paths, to="nope")
+    promote_to = rollback(paths, to=gens[3])
+    assert promote_to == gens[3]
     removed = gc(paths, keep=1)
-    # newest kept, live (gens[2]) and the one before it (gens[1]) kept
-    assert set(list_generations(paths)) == {gens[1], gens[2], gens[3]} and removed == [gens[0]]
+    # newest kept (live), and the one a rollback would return to (its parent)
+    assert set(list_generations(paths)) == {gens[2], gens[3]} and set(removed) >= {gens[0], gens[1]}
+    referenced = {r.id for g in list_generations(paths) for r in read_manifest(paths, g).segments}
+    assert {d.name for d in paths.segments.iterdir()} == referenced  # only segments a kept generation names
+    assert verify(paths)["ok"]
+    assert Searcher(store, hash_embedder).search("acme", "cancer", 3)
 
 
 def test_searcher_follows_promotion_without_restart(store, tmp_path, hash_embedder):
@@ -123,7 +167,8 @@ def test_two_tenants_with_identical_documents_never_cross(store, tmp_path, hash_
     reindex(store, "ta", source=a, chunker="recursive-200@1", embedder=hash_embedder)
     reindex(store, "tb", source=b, chunker="recursive-200@1", embedder=hash_embedder)
     s = Searcher(store, hash_embedder)
-    ids_b = set(load_generation(store.paths("tb"), current_id(store.paths("tb"))).rows.column("chunk_id").to_pylist())
+    gen_b = load_generation(store.paths("tb"), current_id(store.paths("tb")))
+    ids_b = {c for v in gen_b.views for c in v.seg.rows.column("chunk_id").to_pylist()}
     a_docs = {d["_id"] for d in docs[:40]}
     for d in docs[20:40]:
         hits = s.search("ta", d["title"], k=20)
@@ -147,3 +192,17 @@ def test_one_writer_per_tenant_and_stale_lock_recovery(store, tmp_path):
     paths.lock.write_text("999999")
     out = cli(home, "reindex", "-t", "acme", "--source", str(v1))
     assert "stale lock" in out.stderr
+
+
+def test_verify_exit_codes_distinguish_repaired_from_damaged(store, tmp_path, hash_embedder):
+    """0 intact; 5 damage found; 6 damage found and repaired (a plain verify is then 0 again)."""
+    _built(store, tmp_path, hash_embedder)
+    paths = store.paths("acme")
+    assert cli(store.root, "verify", "-t", "acme", check=False).returncode == 0
+    seg = live_manifest(paths).segments[0].id
+    f = paths.segments / seg / "index.faiss"
+    f.write_bytes(f.read_bytes()[:100])
+    assert cli(store.root, "verify", "-t", "acme", check=False).returncode == 5
+    fixed = cli(store.root, "verify", "-t", "acme", "--repair", "--json", check=False)
+    assert fixed.returncode == 6 and json.loads(fixed.stdout)["status"] == "repaired"
+    assert cli(store.root, "verify", "-t", "acme", check=False).returncode == 0

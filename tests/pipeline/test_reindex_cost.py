@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import random
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cache import EmbeddingCache
-from pipeline.reindex import Budget, BudgetExceeded, prepare, reindex, resolve
+from pipeline.reindex import Budget, BudgetExceeded, TenantRun, reindex
 from pipeline.cost import Prices
 from pipeline.embedder import HashEmbedder
-from pipeline.index import current_id, list_generations
+from pipeline.index import current_id, list_generations, live_manifest, load_generation
 from tests.conftest import scifact_docs, write_jsonl
+
+
+def _plan(store, tenant, source, chunker, embedder):
+    with TenantRun(store, tenant, embedder=embedder, source=source, chunker=chunker, prices=Prices.load()) as run:
+        return run.stage()
+
+
+def _live_rows(store, tenant):
+    gen = load_generation(store.paths(tenant), current_id(store.paths(tenant)))
+    return [row for v in gen.views for i, row in enumerate(v.seg.rows.to_pylist()) if v.mask is None or v.mask[i]]
 
 
 def _ledger(store, tenant, run_id):
@@ -36,11 +45,13 @@ def test_second_reindex_embeds_nothing(store, hash_embedder, corpus):
     first = reindex(store, "acme", source=src, chunker="recursive-250@1", embedder=hash_embedder)
     assert first.ledger["texts"] == first.plan.texts_to_embed > 0
     second = reindex(store, "acme", source=src, chunker="recursive-250@1", embedder=hash_embedder)
-    assert second.plan.texts_to_embed == 0
-    assert second.ledger["texts"] == 0 and second.ledger["tokens"] == 0
+    assert second.status == "unchanged" and second.plan.texts_to_embed == 0
+    assert second.ledger["texts"] == 0 and second.ledger["tokens"] == 0 and second.run_id is None
     assert second.plan.docs_unchanged == len(corpus[0]) and second.plan.chunks_new == 0
     assert sum(hash_embedder.calls) == first.plan.texts_to_embed  # the model never saw a text twice
-    assert current_id(store.paths("acme")) == second.generation
+    assert current_id(store.paths("acme")) == second.generation == first.generation
+    with EmbeddingCache(store.paths("acme").cache, read_only=True) as c:
+        assert len(c.runs()) == 1  # no ledger row for a run that embedded nothing
 
 
 def test_one_percent_edit_embeds_exactly_the_plan(store, hash_embedder, corpus, tmp_path):
@@ -52,8 +63,7 @@ def test_one_percent_edit_embeds_exactly_the_plan(store, hash_embedder, corpus, 
     for i in picked:
         edited[i]["text"] = edited[i]["text"] + " This sentence was added by the edit test."
     src2 = write_jsonl(tmp_path / "edited.jsonl", edited)
-    schema_src, schema = resolve(store, "acme", src2, "recursive-250@1")
-    plan = prepare(store, "acme", schema_src, schema, hash_embedder, Prices.load()).plan
+    _, plan = _plan(store, "acme", src2, "recursive-250@1", hash_embedder)
     assert plan.docs_changed == len(picked) and plan.docs_new == 0 and plan.docs_deleted == 0
     assert 0 < plan.texts_to_embed <= 3 * len(picked)  # only the edited documents' changed chunks
     before = sum(hash_embedder.calls)
@@ -66,24 +76,25 @@ def test_one_percent_edit_embeds_exactly_the_plan(store, hash_embedder, corpus, 
     edited_ids = {edited[i]["_id"] for i in picked}
     with EmbeddingCache(store.paths("acme").cache, read_only=True) as c:
         new_hashes = {r[0] for r in c.con.execute("SELECT text_hash FROM embeddings WHERE run_id = ?", [result.run_id]).fetchall()}
-    chunks = pq.read_table(store.paths("acme").chunks("recursive-250@1")).to_pylist()
-    owners = {c["doc_id"] for c in chunks if c["text_hash"] in new_hashes}
+    owners = {c["doc_id"] for c in _live_rows(store, "acme") if c["text_hash"] in new_hashes}
     assert owners <= edited_ids
+    assert result.plan.docs_chunked == len(picked)  # only the edited documents were chunked again
+    assert len(live_manifest(store.paths("acme")).segments) == 2  # the first run's segment is shared, not copied
 
 
 def test_chunker_move_reuses_identical_texts(store, hash_embedder, corpus):
     _, src = corpus
     reindex(store, "acme", source=src, chunker="recursive-250@1", embedder=hash_embedder)
-    src_path, schema = resolve(store, "acme", src, "recursive-200@1")
-    prepared = prepare(store, "acme", src_path, schema, hash_embedder, Prices.load())
-    plan = prepared.plan
-    old = set(pq.read_table(store.paths("acme").chunks("recursive-250@1")).column("text_hash").to_pylist())
-    new = set(prepared.chunks.column("text_hash").to_pylist())
+    staged, plan = _plan(store, "acme", src, "recursive-200@1", hash_embedder)
+    old = {r["text_hash"] for r in _live_rows(store, "acme")}
+    new = set(staged.rows.column("text_hash").to_pylist())
+    assert plan.rebuild and "chunker schema recursive-250@1 -> recursive-200@1" in plan.rebuild
     assert plan.vectors_reused == len(old & new) > 0  # every identical text, and the plan says how many
     assert plan.texts_to_embed == len(new - old)
     result = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
     assert result.ledger["texts"] == len(new - old)
     assert result.ledger["cache_hits"] == len(old & new)
+    assert len(live_manifest(store.paths("acme")).segments) == 1  # a schema change is one new segment
 
 
 def test_duplicate_documents_embed_each_text_once(store, hash_embedder, tmp_path):
@@ -136,7 +147,7 @@ def test_model_change_is_a_new_key_space(store, corpus):
 
 def test_crash_between_commits_resumes_without_reembedding(store, hash_embedder, corpus, monkeypatch):
     """A failure after some batches were committed keeps them; the next run embeds only the rest."""
-    import pipeline.reindex as r
+    import pipeline.embedding as r
 
     _, src = corpus
     commits = {"n": 0}

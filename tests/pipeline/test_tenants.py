@@ -26,5 +26,5 @@ def test_good_names(name):
 
 def test_tenant_dirs_owner_only(tmp_path):
     p = TenantStore(tmp_path / "home").create("acme")
-    for d in (p.root, p.chunks_dir, p.generations, p.cache.parent):
+    for d in (p.root, p.segments, p.deletions, p.generations, p.cache.parent):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700

@@ -56,7 +56,7 @@ def test_hostile_document_ids(tmp_path, store, hash_embedder):
     res = reindex(store, "acme", source=f, embedder=hash_embedder)
     kept = {"../../etc/passwd", "/abs/path", "a/b\\c", "..", "x" * 1000, "ok-id"}  # ids are data, never paths
     assert res.plan.docs_new == len(kept)
-    assert {s.reason for s in res.skipped} == {"id contains control characters", "id longer than 1024 characters"}
+    assert {s.reason for s in res.skipped} == {"id contains control characters or invalid unicode", "id longer than 1024 characters"}
     tenant_files = {p.name for p in store.paths("acme").root.rglob("*")}
     assert "passwd" not in tenant_files and not (tmp_path / "etc").exists()
 

@@ -30,19 +30,25 @@ def _cli(home, *args, env: dict | None = None):
 def test_two_cli_reindexes_of_one_tenant(store, tmp_path):
     big = write_jsonl(tmp_path / "big.jsonl", scifact_docs(2500))
     store.create("acme")
-    first = _cli(store.root, "reindex", "-t", "acme", "--source", str(big), "--chunker", "recursive-200@1")
-    lock = store.paths("acme").lock
-    deadline = time.time() + 120
-    while time.time() < deadline and not (lock.exists() and lock.read_text().strip() == str(first.pid)):
-        time.sleep(0.05)
-    assert lock.read_text().strip() == str(first.pid), "first writer never took the lock"
+    # The first writer freezes itself while it holds the lock (after its first cache commit).
+    first = _cli(store.root, "reindex", "-t", "acme", "--source", str(big), "--chunker", "recursive-200@1", "--json",
+                 env={"RAGINDEX_FAULT": "mid-embedding:stop"})
+    _wait_until_stopped(first)
+    assert store.paths("acme").lock.read_text().strip() == str(first.pid)
     second = _cli(store.root, "reindex", "-t", "acme", "--source", str(big), "--chunker", "recursive-200@1")
     _, err = second.communicate(timeout=300)
     assert second.returncode == 4 and "being written by another process" in err and "--wait" in err  # fails clearly
-    queued = _cli(store.root, "reindex", "-t", "acme", "--source", str(big), "--chunker", "recursive-200@1", "--wait", "300")
-    assert first.wait(timeout=300) == 0
-    assert queued.wait(timeout=300) == 0  # waited its turn, then found nothing to embed
-    assert current_id(store.paths("acme"))
+    queued = _cli(store.root, "reindex", "-t", "acme", "--source", str(big), "--chunker", "recursive-200@1", "--wait", "300",
+                  "--json")
+    time.sleep(2)
+    assert queued.poll() is None  # waiting for the lock, not failing
+    os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    out2, err2 = queued.communicate(timeout=300)
+    assert queued.returncode == 0, err2  # waited its turn, then found nothing to do
+    assert json.loads(out2)["status"] == "unchanged" and json.loads(out2)["generation"] == json.loads(out)["generation"]
+    assert _ledger_pays_each_text_once(store, "acme") == json.loads(out)["ledger"]["texts"]
 
 
 @pytest.mark.slow

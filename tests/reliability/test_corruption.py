@@ -12,8 +12,8 @@ import os
 import pytest
 
 from pipeline.cache import CacheError, EmbeddingCache
-from pipeline.generations import verify
 from pipeline.index import current_id, list_generations
+from pipeline.repair import verify
 from pipeline.reindex import reindex
 from pipeline.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
@@ -33,23 +33,10 @@ def test_corrupt_cache_is_detected_and_refilled_from_the_index(indexed, hash_emb
         with EmbeddingCache(paths.cache, read_only=True):
             pass
     report = verify(paths, repair=True)
-    assert not report["ok"] and "restored" in report["repairs"][0]
+    assert report["status"] == "repaired" and "restored" in report["repairs"][0]
     calls = list(hash_embedder.calls)
     again = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
     assert again.ledger["texts"] == 0 and hash_embedder.calls == calls  # nothing re-embedded
-    assert verify(paths)["ok"]
-
-
-@pytest.mark.parametrize("which", ["documents", "chunks"])
-def test_corrupt_stage_files(indexed, which, store, hash_embedder):
-    paths, _, src = indexed
-    f = paths.documents if which == "documents" else paths.chunks("recursive-200@1")
-    f.write_bytes(f.read_bytes()[:100])
-    report = verify(paths)
-    assert not report["ok"] and any(f.name in p for p in report["problems"])
-    fixed = verify(paths, repair=True)
-    assert not f.exists() and fixed["repairs"]
-    assert reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder).ledger["texts"] == 0
     assert verify(paths)["ok"]
 
 
@@ -57,12 +44,26 @@ def test_corrupt_manifest_falls_back_to_an_intact_generation(indexed, store, has
     paths, first, _ = indexed
     src2 = write_jsonl(tmp_path / "d.jsonl", scifact_docs(90))
     second = reindex(store, "acme", source=src2, chunker="recursive-200@1", embedder=hash_embedder)
-    (paths.generations / second.generation / "manifest.json").write_text("{ truncated")
+    paths.manifest(second.generation).write_text("{ truncated")
     with pytest.raises(Exception, match="corrupt manifest"):
         Searcher(store, hash_embedder).search("acme", "cancer")
     report = verify(paths, repair=True)
-    assert not report["ok"] and report["repaired_current"] == first.generation
+    assert report["status"] == "partly repaired" and report["repaired_current"] == first.generation
+    assert report["moved_aside"] == [f"{second.generation}.json.damaged"]
     assert Searcher(store, hash_embedder).search("acme", "cancer")
+    assert verify(paths)["ok"]  # consistent again: a plain verify exits 0
+    third = reindex(store, "acme", source=src2, chunker="recursive-200@1", embedder=hash_embedder)
+    assert third.status == "promoted" and third.ledger["texts"] == 0  # the lost generation's vectors are cached
+
+
+def test_manifest_edited_in_place_is_refused(indexed, store, hash_embedder):
+    """A manifest that still parses but was changed (its sha256 no longer matches) is damage, not data."""
+    paths, first, _ = indexed
+    f = paths.manifest(first.generation)
+    f.write_text(f.read_text().replace('"documents": 80', '"documents": 81'))
+    with pytest.raises(Exception, match="corrupt manifest"):
+        Searcher(store, hash_embedder).search("acme", "cancer")
+    assert verify(paths)["status"] == "damaged"
 
 
 def _limit_file_size(limit):
@@ -83,7 +84,7 @@ def test_disk_full_fails_cleanly_and_keeps_the_live_generation(indexed, tmp_path
     assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
     assert "error:" in p.stderr and "Traceback" not in p.stderr
     assert current_id(paths) == first.generation and list_generations(paths) == [first.generation]
-    assert not list(paths.generations.glob(".tmp-*"))
+    assert not list(paths.segments.glob(".tmp-*")) and not list(paths.generations.glob(".*tmp*"))
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "-t", "acme", "cancer", "--json"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert json.loads(out.stdout)[0]["generation"] == first.generation

@@ -1,0 +1,109 @@
+"""The properties a run must have before its generation goes live (blocking asset checks in Dagster).
+
+Each gate is one property with its number in the metadata: the plan is within
+budget (checked before anything is written), the candidate generation is
+consistent, and its retrieval quality on the tenant's eval set is not worse
+than the live generation's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.cost import Budget, Plan
+from pipeline.index import GenerationError, LoadedGeneration, Manifest, load_live_state
+from pipeline.segments import check_segment
+from pipeline.tenants import TenantPaths
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One property a run must have before its generation goes live."""
+
+    name: str
+    passed: bool
+    summary: str
+    metadata: dict = field(default_factory=dict)  # numbers stay numbers, so Dagster can plot them
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "summary": self.summary, **{k: v for k, v in self.metadata.items() if k != "summary"}}
+
+
+class ChecksFailed(RuntimeError):
+    """A gate failed on a candidate generation; it was written but not promoted (the live one is unchanged)."""
+
+    def __init__(self, generation: str, gates: list[Gate]) -> None:
+        self.generation = generation
+        self.gates = gates
+        failed = "; ".join(f"{g.name}: {g.summary}" for g in gates if not g.passed)
+        super().__init__(f"candidate generation {generation} not promoted: {failed}")
+
+
+def budget_gate(plan: Plan, budget: Budget) -> Gate:
+    """The plan is within --budget-tokens / --max-cost (checked before anything is written)."""
+    reasons = budget.violations(plan)
+    meta = {"planned_tokens": plan.tokens_to_embed, "planned_cost_usd": float(plan.cost_usd)}
+    if budget.tokens is not None:
+        meta["budget_tokens"] = budget.tokens
+    if budget.cost_usd is not None:
+        meta["max_cost_usd"] = float(budget.cost_usd)
+    summary = "; ".join(reasons) if reasons else ("no budget set" if budget == Budget() else "plan within budget")
+    return Gate("budget_respected", not reasons, summary, meta)
+
+
+def consistency_gate(paths: TenantPaths, candidate: Manifest, expected_docs: int, expected_rows: int,
+                     new_segment: str | None, new_rows: int) -> Gate:
+    """The new segment matches its checksums and holds one vector per new chunk; the generation holds
+    exactly the expected live documents, each once, and the expected live rows."""
+    problems = check_segment(paths, new_segment) if new_segment else []
+    if new_segment and not problems:
+        ref = next(r for r in candidate.segments if r.id == new_segment)
+        if ref.rows != new_rows:
+            problems.append(f"new segment holds {ref.rows} rows, the run made {new_rows} chunks")
+    try:
+        live = load_live_state(paths, candidate)
+        n_docs = sum(r.live_docs for r in candidate.segments)
+        if len(live.docs) != n_docs:
+            problems.append(f"{n_docs - len(live.docs)} documents are live in more than one segment")
+    except GenerationError as exc:
+        live = None
+        problems.append(str(exc))
+    rows = sum(r.live_rows for r in candidate.segments)
+    if candidate.documents != expected_docs:
+        problems.append(f"{candidate.documents} live documents, expected {expected_docs}")
+    if candidate.chunks != expected_rows or rows != expected_rows:
+        problems.append(f"{rows} live rows, expected {expected_rows}")
+    meta = {"vectors": rows, "chunks": expected_rows, "documents": candidate.documents, "segments": len(candidate.segments),
+            "new_segment_rows": new_rows, "problems": len(problems)}
+    summary = (f"{rows} vectors for {expected_rows} chunks of {candidate.documents} documents in "
+               f"{len(candidate.segments)} segment(s)") if not problems else "; ".join(problems)
+    return Gate("index_consistency", not problems, summary, meta)
+
+
+def quality_gate(store, tenant: str, candidate: LoadedGeneration | None, live_id: str | None, embedder,
+                 tolerance: float = 0.0) -> Gate:
+    """Retrieval quality of the candidate is not worse than the live generation's on the tenant's eval set.
+
+    Every metric is higher-is-better (recall, nDCG, IoU...); a drop larger than
+    ``tolerance`` on any of them fails. Passes, saying why, when the tenant has
+    no eval set or no live generation to compare with. ``candidate`` is None when
+    the tenant has no eval set (nothing was loaded to score).
+    """
+    from pipeline.evaluate.tenant import tenant_quality
+
+    scores = tenant_quality(store, tenant, candidate, embedder) if candidate is not None else None
+    if scores is None:
+        return Gate("quality_not_worse", True, "no eval set", {"status": "no eval set"})
+    meta: dict = {f"eval_{m}": float(v) for m, v in scores.items()}
+    if live_id is None or live_id == candidate.gen_id:
+        return Gate("quality_not_worse", True, "first generation: nothing to compare with", {"status": "no live generation", **meta})
+    baseline = tenant_quality(store, tenant, live_id, embedder) or {}
+    worse = []
+    for m, v in scores.items():
+        if m in baseline:
+            meta[f"live_{m}"] = float(baseline[m])
+            meta[f"delta_{m}"] = float(v - baseline[m])
+            if v < baseline[m] - tolerance:
+                worse.append(f"{m} {v:.4f} < live {baseline[m]:.4f}")
+    summary = ("worse than live " + live_id + ": " + ", ".join(worse)) if worse else f"not worse than live {live_id}"
+    return Gate("quality_not_worse", not worse, summary, {"status": "compared", "live_generation": live_id, **meta})
