@@ -88,7 +88,7 @@ def _staged(work: Path, schema, emb, texts: list[str]):
     from pipeline.index import SourceState
     from pipeline.tenants import TenantPaths
 
-    cfg = RunConfig("bench", str(work), schema.ref, schema.fingerprint(), emb.name, emb.fingerprint, emb.dim, schema.spec.tokenizer)
+    cfg = RunConfig("bench", str(work), schema.ref, schema.fingerprint(), emb.name, emb.fingerprint, schema.spec.tokenizer)
     ups = [DocChange(f"t{i}", "new", sha256_text(t), "{}", text=t) for i, t in enumerate(texts)]
     cs = ChangeSet(cfg, None, 0, 0, None, None, SourceState(path=str(work), kind="folder"), upserts=ups)
     return chunk_changes(TenantPaths("bench", work / "unused"), cs, schema)

@@ -46,6 +46,18 @@ CREATE TABLE IF NOT EXISTS ledger (
     seconds         DOUBLE NOT NULL DEFAULT 0,
     cost_usd        DOUBLE NOT NULL DEFAULT 0
 );
+-- Tokens the API billed (its usage field), next to the planned count in `tokens`.
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS tokens_billed BIGINT DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS requests BIGINT DEFAULT 0;
+-- A hosted model's probe vectors per (identity, epoch): how drift is detected.
+CREATE TABLE IF NOT EXISTS probes (
+    identity    VARCHAR NOT NULL,
+    epoch       INTEGER NOT NULL,
+    i           INTEGER NOT NULL,
+    vector      BLOB NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (identity, epoch, i)
+);
 """
 
 
@@ -170,8 +182,9 @@ class EmbeddingCache:
         )
 
     def commit_batch(self, run_id: str, embedder_fp: str, text_hashes: Sequence[str], vectors: np.ndarray,
-                     tokens: Sequence[int], tokens_cl100k: int, seconds: float, cost_usd: float) -> None:
-        """Store one embedded batch and add it to the run's ledger row, atomically."""
+                     tokens: Sequence[int], tokens_cl100k: int, seconds: float, cost_usd: float,
+                     billed_tokens: int | None = None) -> None:
+        """Store one embedded batch (a request, for a hosted API) and add it to the run's ledger row, atomically."""
         table = pa.table(
             {
                 "embedder_fp": pa.array([embedder_fp] * len(text_hashes), pa.string()),
@@ -187,8 +200,10 @@ class EmbeddingCache:
             self.con.execute("INSERT OR IGNORE INTO embeddings SELECT * FROM batch")
             self.con.execute(
                 "UPDATE ledger SET texts = texts + ?, tokens = tokens + ?, tokens_cl100k = tokens_cl100k + ?, "
-                "seconds = seconds + ?, cost_usd = cost_usd + ? WHERE run_id = ?",
-                [len(text_hashes), int(sum(tokens)), tokens_cl100k, seconds, cost_usd, run_id],
+                "seconds = seconds + ?, cost_usd = cost_usd + ?, tokens_billed = tokens_billed + ?, "
+                "requests = requests + ? WHERE run_id = ?",
+                [len(text_hashes), int(sum(tokens)), tokens_cl100k, seconds, cost_usd,
+                 int(billed_tokens if billed_tokens is not None else 0), 1 if billed_tokens is not None else 0, run_id],
             )
             self.con.execute("COMMIT")
         except BaseException as exc:
@@ -218,6 +233,45 @@ class EmbeddingCache:
     def runs(self) -> list[dict]:
         ids = [r[0] for r in self.con.execute("SELECT run_id FROM ledger ORDER BY started_at").fetchall()]
         return [self.run(i) for i in ids]
+
+    def add_probe_cost(self, run_id: str, billed_tokens: int, cost_usd: float) -> None:
+        """A hosted model's drift probe, paid as part of the run (not a cached text)."""
+        self.con.execute("UPDATE ledger SET tokens_billed = tokens_billed + ?, cost_usd = cost_usd + ?, "
+                         "requests = requests + 1 WHERE run_id = ?", [billed_tokens, cost_usd, run_id])
+
+    def monthly(self) -> list[dict]:
+        """Spend per calendar month (UTC): runs, texts, billed and planned tokens, money."""
+        cols = {r[1] for r in self.con.execute("PRAGMA table_info('ledger')").fetchall()}
+        billed = "sum(tokens_billed)" if "tokens_billed" in cols else "0"  # a cache from before hosted models
+        rows = self.con.execute(
+            f"SELECT strftime(started_at, '%Y-%m') AS month, count(*), sum(texts), sum(tokens), {billed}, "
+            "sum(cost_usd) FROM ledger GROUP BY month ORDER BY month").fetchall()
+        return [{"month": m, "runs": int(r), "texts": int(t or 0), "tokens": int(k or 0), "tokens_billed": int(b or 0),
+                 "cost_usd": float(c or 0)} for m, r, t, k, b, c in rows]
+
+    # -- a hosted model's probe ------------------------------------------------
+
+    def probe(self, identity: str, epoch: int) -> np.ndarray | None:
+        if not self._has_table("probes"):
+            return None
+        rows = self.con.execute("SELECT vector FROM probes WHERE identity = ? AND epoch = ? ORDER BY i",
+                                [identity, epoch]).fetchall()
+        return np.stack([np.frombuffer(r[0], dtype="<f4") for r in rows]) if rows else None
+
+    def store_probe(self, identity: str, epoch: int, vectors: np.ndarray) -> None:
+        self.con.execute("DELETE FROM probes WHERE identity = ? AND epoch = ?", [identity, epoch])
+        self.con.executemany("INSERT INTO probes VALUES (?, ?, ?, ?, ?)",
+                             [[identity, epoch, i, v.astype("<f4").tobytes(), _now()] for i, v in enumerate(vectors)])
+
+    def probe_epoch(self, identity: str) -> int:
+        """The newest epoch of a hosted model in this cache (0 when never probed)."""
+        if not self._has_table("probes"):
+            return 0
+        row = self.con.execute("SELECT max(epoch) FROM probes WHERE identity = ?", [identity]).fetchall()
+        return int(row[0][0]) if row and row[0][0] is not None else 0
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
 
     def totals(self) -> LedgerTotals:
         row = self.con.execute(

@@ -57,8 +57,8 @@ class RunConfig:
     chunker_fp: str
     embedder: str
     embedder_fp: str
-    dim: int
-    tokenizer: str  # the schema's tokenizer (its counts are reused where they are the ones needed)
+    tokenizer: str
+    embedder_epoch: int = 0  # a hosted model's key space  # the schema's tokenizer (its counts are reused where they are the ones needed)
 
 
 class DocRef(NamedTuple):

@@ -43,7 +43,10 @@ def _expected() -> dict[type, tuple[int, str]]:
     from pipeline.changes import ChangeError
     from pipeline.cost import PriceTableError
     from pipeline.evaluate.datasets import DatasetError
+    from pipeline.filters import FilterError
+    from pipeline.embedder import MissingExtra
     from pipeline.guards import MassDeletion
+    from pipeline.hosted import HostedError
     from pipeline.index import GenerationError
     from pipeline.locking import TenantBusy
     from pipeline.segments import SegmentError
@@ -54,7 +57,9 @@ def _expected() -> dict[type, tuple[int, str]]:
             TenantError: (EXIT_ERROR, "tenant"), SchemaError: (EXIT_ERROR, "schema"),
             GenerationError: (EXIT_ERROR, "generation"), SegmentError: (EXIT_ERROR, "segment"),
             CacheError: (EXIT_ERROR, "cache"), ChangeError: (EXIT_ERROR, "source"), PriceTableError: (EXIT_ERROR, "prices"),
-            DatasetError: (EXIT_ERROR, "dataset"), FileNotFoundError: (EXIT_ERROR, "not found")}
+            DatasetError: (EXIT_ERROR, "dataset"), HostedError: (EXIT_ERROR, "embedding api"),
+            MissingExtra: (EXIT_ERROR, "missing extra"), FilterError: (EXIT_ERROR, "filter"),
+            FileNotFoundError: (EXIT_ERROR, "not found")}
 
 
 def _errors(fn):
@@ -112,12 +117,13 @@ class FiniteFloat(click.ParamType):
 
 
 class Ctx:
-    def __init__(self, home: str | None, model: str, debug: bool = False) -> None:
+    def __init__(self, home: str | None, model: str | None, debug: bool = False, dimensions: int | None = None) -> None:
         if home:
             os.environ["RAGINDEX_HOME"] = home
-        self.model = model
+        self.model = model  # None: the tenant's setting, else the bundled default
+        self.dimensions = dimensions
         self.debug = debug
-        self._embedder = None
+        self._embedders: dict = {}
 
     @property
     def store(self):
@@ -125,13 +131,35 @@ class Ctx:
 
         return TenantStore()
 
+    def model_for(self, tenant: str | None = None) -> tuple[str, int | None]:
+        """--model / $RAGINDEX_MODEL, else the tenant's setting, else the bundled default (and its dimensions)."""
+        if self.model:
+            return self.model, self.dimensions
+        store = self.store
+        if tenant and store.exists(tenant):
+            s = store.settings(tenant)
+            if s.model:
+                return s.model, self.dimensions or s.dimensions
+        return "default", self.dimensions
+
     @property
-    def embedder(self):
-        if self._embedder is None:
+    def api(self):
+        """The Python API over the same state directory and model choice (pipeline.api)."""
+        from pipeline.api import Ragindex
+
+        return Ragindex(model=self.model, dimensions=self.dimensions)
+
+    def embedder_for(self, tenant: str | None = None):
+        key = self.model_for(tenant)
+        if key not in self._embedders:
             from pipeline.embedder import EmbedderConfig
 
-            self._embedder = EmbedderConfig(self.model).build()
-        return self._embedder
+            self._embedders[key] = EmbedderConfig(key[0], dimensions=key[1]).build()
+        return self._embedders[key]
+
+    @property
+    def embedder(self):
+        return self.embedder_for(None)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -160,11 +188,15 @@ class RagindexGroup(click.Group):
 
 @click.group(cls=RagindexGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", envvar="RAGINDEX_HOME", help="State directory (default: $RAGINDEX_HOME or ./.ragindex).")
-@click.option("--model", envvar="RAGINDEX_MODEL", default="default", show_default=True,
-              help="Embedding model: 'default' (bundled all-MiniLM-L6-v2) or a local sentence-transformers directory.")
+@click.option("--model", envvar="RAGINDEX_MODEL", default=None,
+              help="Embedding model: 'default' (bundled all-MiniLM-L6-v2), a local sentence-transformers directory, or "
+                   "openai:MODEL for an OpenAI-compatible API ($OPENAI_API_KEY, $OPENAI_BASE_URL). Default: the "
+                   "tenant's setting, else 'default'.")
+@click.option("--dimensions", envvar="RAGINDEX_DIMENSIONS", type=click.IntRange(min=1), default=None,
+              help="Output dimensions for a hosted model that supports them (the API's `dimensions`).")
 @click.option("--debug", is_flag=True, envvar="RAGINDEX_DEBUG", help="Show the full traceback of an unexpected error.")
 @click.pass_context
-def main(ctx, home, model, debug):
+def main(ctx, home, model, dimensions, debug):
     """ragindex: a RAG indexing pipeline with versioned chunker schemas and embedding cost control.
 
     \b
@@ -174,7 +206,7 @@ def main(ctx, home, model, debug):
       ragindex reindex --tenant acme --max-cost 0.50
       ragindex search --tenant acme "how do I rotate keys?"
     """
-    ctx.obj = Ctx(home, model, debug)
+    ctx.obj = Ctx(home, model, debug, dimensions)
 
 
 # ---------------------------------------------------------------- schemas
@@ -285,9 +317,12 @@ def tenants():
 @click.option("--source", required=True, type=click.Path(exists=True, path_type=Path), help="Folder, .jsonl or .parquet file.")
 @click.option("--chunker", default="default@1", show_default=True, help="Schema NAME@VERSION the tenant is pinned to.")
 @click.option("--eval-set", help="Eval set (preset name or path) scored before each promotion; none by default.")
+@click.option("--model", "tenant_model", help="The tenant's embedding model (e.g. openai:text-embedding-3-small); "
+                                             "default: the bundled all-MiniLM-L6-v2.")
+@click.option("--dimensions", "tenant_dimensions", type=click.IntRange(min=1), help="Output dimensions of a hosted model.")
 @pass_ctx
 @_errors
-def tenants_add(ctx, tenant, source, chunker, eval_set):
+def tenants_add(ctx, tenant, source, chunker, eval_set, tenant_model, tenant_dimensions):
     """Register TENANT with its source and chunker schema (and, with $DAGSTER_HOME set, as a Dagster partition).
 
     Example: ragindex tenants add acme --source ./acme-docs --chunker markdown@1
@@ -295,12 +330,16 @@ def tenants_add(ctx, tenant, source, chunker, eval_set):
     from pipeline.tenants import TenantSettings
     from schemas import SchemaRegistry
 
-    SchemaRegistry().get(chunker)
-    ctx.store.save_settings(tenant, TenantSettings(source=str(source.resolve()), chunker=chunker, eval_set=eval_set))
+    SchemaRegistry().runnable(chunker)
+    if tenant_dimensions and not (tenant_model or "").startswith("openai:"):
+        raise click.UsageError("--dimensions applies to a hosted model (--model openai:MODEL)")
+    ctx.store.save_settings(tenant, TenantSettings(source=str(source.resolve()), chunker=chunker, eval_set=eval_set,
+                                                   model=tenant_model, dimensions=tenant_dimensions))
     from pipeline.orchestration.instance import register_partition
 
     registered = register_partition(tenant)
     click.echo(f"tenant {tenant}: source {source.resolve()}, chunker {chunker}"
+               + (f", model {tenant_model}" if tenant_model else "")
                + (f", eval set {eval_set}" if eval_set else "")
                + (f"; partition registered in {os.environ['DAGSTER_HOME']}" if registered else ""))
 
@@ -378,11 +417,16 @@ def _print_plan(p: dict) -> None:
     click.echo(f"  texts      {p['unique_texts']} new unique: {p['vectors_reused']} cached ({p['reused_pct']}%), "
                f"{p['duplicates_in_run']} duplicate chunks, {p['texts_to_embed']} to embed")
     click.echo(f"  tokens     {p['tokens_to_embed']:,} model tokens ({p['tokens_to_embed_cl100k']:,} cl100k_base)")
+    hosted = p["device"] == "api"
     if p["truncated_chunks"]:
+        fate = "are refused by the API (never truncated): this run would stop" if hosted else "will be truncated"
         click.echo(f"  WARNING    {p['truncated_chunks']} chunks exceed the model's {p['max_input_tokens']}-token input "
-                   f"and will be truncated ({p['truncated_to_embed']} of them to embed now); use a smaller schema")
+                   f"and {fate} ({p['truncated_to_embed']} of them to embed now); use a smaller schema")
+    if p.get("probe_tokens"):
+        click.echo(f"  probe      {p['probe_tokens']} tokens: the drift probe, embedded again by every paying run")
     click.echo(f"  time       ~{p['est_seconds']:.1f} s at {p['throughput_tokens_per_s']:,.0f} tok/s ({p['throughput_source']})")
-    click.echo(f"  cost       ${p['cost_usd']:.6f} self-hosted on {p['device']}")
+    cost = f"${p['cost_usd']:.6f}" if p.get("cost_known", True) else "unknown"
+    click.echo(f"  cost       {cost} ({p.get('price_source') or ('self-hosted on ' + p['device'])})")
     for name, usd in p["hosted_usd"].items():
         click.echo(f"             ${usd:.6f} at {name} prices")
 
@@ -428,7 +472,7 @@ def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
     from pipeline.cost import Prices
     from pipeline.reindex import TenantRun
 
-    with TenantRun(ctx.store, tenant, embedder=ctx.embedder, source=source, chunker=chunker, prices=Prices.load(prices),
+    with TenantRun(ctx.store, tenant, embedder=ctx.embedder_for(tenant), source=source, chunker=chunker, prices=Prices.load(prices),
                    rescan=rescan, rebuild=rebuild, progress=not as_json) as run:
         staged, p = run.stage()
     report = p.report()
@@ -451,11 +495,15 @@ def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
 @click.option("--allow-deletions", is_flag=True, default=None,
               help="Let this run delete every live document, or more than half of them. Without it such a run is "
                    "refused (exit 7): an unmounted share or an emptied folder looks exactly like that.")
+@click.option("--accept-model-drift", is_flag=True,
+              help="A hosted model whose vectors changed under the same name is refused; with this flag, move to the "
+                   "new model: a new key space, every text embedded again (see `ragindex plan` for the cost).")
 @wait_option
 @json_option
 @pass_ctx
 @_errors
-def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, rescan, rebuild, allow_deletions, wait, as_json):
+def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, rescan, rebuild, allow_deletions,
+            accept_model_drift, wait, as_json):
     """Index what changed in a tenant's source: one new segment, a new generation, promoted.
 
     Files whose size and modification time are unchanged are not read; unchanged
@@ -476,13 +524,14 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, resca
         if os.environ.get("DAGSTER_HOME"):
             from pipeline.orchestration.run import reindex_in_dagster
 
-            out, skipped = reindex_in_dagster(ctx.store, tenant, source=source, chunker=chunker, model=ctx.model,
+            out, skipped = reindex_in_dagster(ctx.store, tenant, source=source, chunker=chunker, model=ctx.model_for(tenant)[0],
                                               prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait,
-                                              rescan=rescan, rebuild=rebuild, allow_deletions=allow_deletions)
+                                              rescan=rescan, rebuild=rebuild, allow_deletions=allow_deletions,
+                                              accept_model_drift=accept_model_drift, dimensions=ctx.model_for(tenant)[1])
         else:
-            result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder, prices=Prices.load(prices),
+            result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder_for(tenant), prices=Prices.load(prices),
                          budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait, rescan=rescan,
-                         rebuild=rebuild, allow_deletions=allow_deletions)
+                         rebuild=rebuild, allow_deletions=allow_deletions, accept_model_drift=accept_model_drift)
             out, skipped = result.to_dict(), result.skipped
     except ChecksFailed as exc:
         fail(f"{exc}. The live generation is unchanged; the candidate stays on disk for inspection.",
@@ -527,17 +576,23 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, resca
 @tenant_option
 @click.argument("query")
 @click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Number of hits.")
+@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
+              help="dense (embeddings), bm25 (words) or hybrid (both, fused); default: the tenant's, else the default's.")
+@click.option("--filter", "filter_", metavar="JSON",
+              help='Only chunks whose document matches, e.g. \'{"team": "search", "year": {">": 2020}}\' or '
+                   '\'{"path": {"prefix": "guides/"}}\' (operators: == != in not_in < <= > >= exists prefix glob; and/or/not).')
 @json_option
 @pass_ctx
 @_errors
-def search(ctx, tenant, query, k, as_json):
+def search(ctx, tenant, query, k, mode, filter_, as_json):
     """Search one tenant's live generation.
 
     Example: ragindex search --tenant acme "atomic promote" -k 3
     """
     from pipeline.search import Searcher
 
-    hits = Searcher(ctx.store, ctx.embedder).search(tenant, query, k)
+    searcher = Searcher(ctx.store, ctx.embedder_for(tenant) if mode != "bm25" else None)
+    hits = searcher.search(tenant, query, k, mode, filter_)
 
     def human(hits):
         for h in hits:
@@ -553,25 +608,11 @@ def search(ctx, tenant, query, k, as_json):
 @pass_ctx
 @_errors
 def status(ctx, tenant, as_json):
-    """Cache size, hit rate and ledger totals of a tenant.
+    """Cache size, hit rate, ledger totals and spend per calendar month of a tenant.
 
     Example: ragindex status --tenant acme --json
     """
-    from dataclasses import asdict
-
-    from pipeline.cache import EmbeddingCache
-    from pipeline.index import current_id
-
-    paths = ctx.store.require(tenant)
-    out = {"tenant": tenant, "generation": current_id(paths)}
-    if paths.cache.exists():
-        with EmbeddingCache(paths.cache, read_only=True) as cache:
-            totals = cache.totals()
-            out["cache"] = cache.stats()
-            out["ledger"] = asdict(totals)
-            looked_up = totals.cache_hits + totals.texts
-            out["hit_rate"] = round(totals.cache_hits / looked_up, 4) if looked_up else None
-            out["runs"] = cache.runs()[-5:]
+    out = ctx.api.tenant(tenant).status()
 
     def human(o):
         click.echo(f"tenant {o['tenant']}: live generation {o['generation'] or '(none)'}")
@@ -580,6 +621,9 @@ def status(ctx, tenant, as_json):
             click.echo(f"  cache   {c['vectors']} vectors in {c['key_spaces']} model key space(s), {c['bytes'] / 1e6:.1f} MB")
             click.echo(f"  ledger  {led['runs']} runs: {led['texts']} texts, {led['tokens']:,} tokens, {led['seconds']:.1f} s, ${led['cost_usd']:.6f}")
             click.echo(f"  hit rate {o['hit_rate']:.1%} of texts looked up were already cached" if o["hit_rate"] is not None else "  hit rate n/a")
+            for m in o["spend_by_month"]:
+                billed = f", {m['tokens_billed']:,} billed by the API" if m["tokens_billed"] else ""
+                click.echo(f"  {m['month']}  {m['runs']} runs, {m['texts']} texts, {m['tokens']:,} tokens{billed}: ${m['cost_usd']:.6f}")
 
     _emit(out, as_json, human)
 

@@ -1,4 +1,4 @@
-"""``ragindex generations | rollback | gc | compact | verify``: the lifecycle of a tenant's index generations."""
+"""``ragindex generations | rollback | migrate | gc | compact | verify``: the lifecycle of a tenant's index generations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import sys
 
 import click
 
-from pipeline.cli import EXIT_CHECK, EXIT_REPAIRED, _emit, _errors, json_option, main, pass_ctx, tenant_option, wait_option
+from pipeline.cli import (
+    EXIT_BUDGET, EXIT_CHECK, EXIT_REPAIRED, FiniteFloat, _emit, _errors, fail, json_option, main, pass_ctx, tenant_option,
+    wait_option,
+)
 
 
 @main.command()
@@ -38,17 +41,70 @@ def generations(ctx, tenant, as_json):
 def rollback(ctx, tenant, to, wait, as_json):
     """Make an earlier generation live again (atomic CURRENT switch; nothing is deleted).
 
+    The tenant is pinned again to the schema and search mode that generation was
+    made with, so a rollback after `ragindex migrate` undoes the migration.
+
     Example: ragindex rollback --tenant acme --to 20261127T101500000000Z-1a2b3c4d
     """
     from pipeline.generations import rollback as do_rollback
     from pipeline.index import current_id
     from pipeline.locking import tenant_lock
+    from pipeline.migrate import repin_to_live
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait):
         before = current_id(paths)  # read under the lock: a queued rollback reports what it replaced
         gen = do_rollback(paths, to)
-    _emit({"tenant": tenant, "from": before, "to": gen}, as_json, lambda o: click.echo(f"tenant {tenant}: {o['from']} -> {o['to']} is live"))
+        chunker, mode = repin_to_live(ctx.store, tenant)
+    _emit({"tenant": tenant, "from": before, "to": gen, "chunker": chunker, "mode": mode}, as_json,
+          lambda o: click.echo(f"tenant {tenant}: {o['from']} -> {o['to']} is live ({chunker}, {mode})"))
+
+
+@main.command()
+@tenant_option
+@click.option("--to", "to", required=True, help="Chunker schema NAME@VERSION to move the tenant to.")
+@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), help="Search mode to move to (default: keep the tenant's).")
+@click.option("--accept-regression", metavar="WHY", help="Promote even if the tenant's eval set scores worse; the reason is recorded.")
+@click.option("--budget-tokens", type=click.IntRange(min=0), help="Refuse to embed more model tokens than this.")
+@click.option("--max-cost", type=FiniteFloat(0), help="Refuse if the estimated cost (USD) is higher.")
+@click.option("--dry-run", is_flag=True, help="Only show what the migration would embed and cost.")
+@wait_option
+@json_option
+@pass_ctx
+@_errors
+def migrate(ctx, tenant, to, mode, accept_regression, budget_tokens, max_cost, dry_run, wait, as_json):
+    """Move a tenant to another chunker schema (and search mode), like a database migration.
+
+    Plans the re-embedding (every cached vector whose text is unchanged is reused),
+    builds the new generation beside the live one, scores both on the tenant's eval
+    set if it has one, and promotes only if not worse (or with --accept-regression);
+    then pins the tenant to the new schema and mode. `ragindex rollback` undoes it.
+    Exit 3 over budget, 5 if the new generation scored worse (nothing changed).
+
+    Example: ragindex migrate --tenant acme --to recursive-200@1 --mode hybrid --max-cost 0.10
+    """
+    from pipeline.cli import _print_plan
+    from pipeline.cost import Budget, BudgetExceeded
+    from pipeline.gates import ChecksFailed
+    from pipeline.migrate import migrate as do_migrate, plan_migration
+
+    embedder = ctx.embedder_for(tenant)
+    if dry_run:
+        _, p = plan_migration(ctx.store, tenant, to, embedder=embedder, mode=mode)
+        _emit(p.report(), as_json, _print_plan)
+        return
+    try:
+        result = do_migrate(ctx.store, tenant, to, embedder=embedder, mode=mode, budget=Budget(budget_tokens, max_cost),
+                            accept_regression=accept_regression, wait=wait, progress=not as_json)
+    except BudgetExceeded as exc:
+        fail(f"over budget: {'; '.join(exc.reasons)}. Nothing was changed.", EXIT_BUDGET, "over budget", as_json)
+    except ChecksFailed as exc:
+        fail(f"{exc}. The live generation and the tenant's schema are unchanged; pass --accept-regression WHY to "
+             "promote it anyway.", EXIT_CHECK, "checks failed", as_json)
+    out = result.to_dict() | {"chunker": to, "mode": ctx.store.settings(tenant).mode}
+    _emit(out, as_json, lambda o: click.echo(
+        f"tenant {tenant}: migrated to {to} ({o['mode'] or 'default mode'}); generation {o['generation']} is live; "
+        f"embedded {o['ledger']['texts']} texts, reused {o['plan']['vectors_reused']} cached vectors"))
 
 
 @main.command()

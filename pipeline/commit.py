@@ -27,6 +27,12 @@ from pipeline.segments import SegmentInfo, read_deletions, write_deletions, writ
 from pipeline.tenants import TenantStore
 
 
+def epoch_of(embedder) -> int:
+    """A hosted model's key-space epoch (0 for local models)."""
+    settings = getattr(embedder, "settings", None)
+    return int(getattr(settings, "epoch", 0))
+
+
 def content_versions(docs_digest: str, chunker_fp: str, embedder_fp: str) -> dict[str, str]:
     """Dagster DataVersions of each stage, from content only: the same documents under the same schema
     and model give the same versions, whatever run produced them."""
@@ -49,7 +55,8 @@ class CommitResult:
 
 
 def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, cache: EmbeddingCache, embedder, *,
-           quality_tolerance: float = 0.0, segments: SegmentCache | None = None) -> CommitResult:
+           quality_tolerance: float = 0.0, segments: SegmentCache | None = None, search_mode: str = "dense",
+           accept_regression: str | None = None) -> CommitResult:
     """Write the staged run as a candidate generation, run its gates, and promote it if they pass.
 
     The caller holds the tenant's lock, and ``staged`` was computed against the
@@ -75,7 +82,8 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
     manifest = Manifest(
         generation=new_generation_id(cs.docs_digest + (seg.segment if seg else "")), tenant=tenant, created_at=now_iso(),
         parent=cs.base, kind="index", chunker=cs.config.chunker, chunker_fp=cs.config.chunker_fp, embedder=embedder.name,
-        embedder_fp=embedder.fingerprint, dim=embedder.dim, segments=refs,
+        embedder_fp=embedder.fingerprint, embedder_epoch=epoch_of(embedder), search_mode=search_mode, dim=embedder.dim,
+        segments=refs,
         documents=sum(r.live_docs for r in refs), chunks=sum(r.live_rows for r in refs), source=cs.source,
         docs_digest=cs.docs_digest, versions=content_versions(cs.docs_digest, cs.config.chunker_fp, embedder.fingerprint),
         run={"run_id": ledger.get("run_id"), "changes": cs.counts(), "rebuild": cs.rebuild,
@@ -87,7 +95,8 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
     candidate = None
     if store.settings(tenant).eval_set is not None and gates[0].passed:
         candidate = open_generation(paths, manifest, segments)
-    gates.append(quality_gate(store, tenant, candidate, cs.base, embedder, tolerance=quality_tolerance))
+    gates.append(quality_gate(store, tenant, candidate, cs.base, embedder, tolerance=quality_tolerance, mode=search_mode,
+                              accept_regression=accept_regression))
     evals = {k[5:]: v for k, v in gates[1].metadata.items() if k.startswith("eval_")}
     manifest = write_manifest(paths, manifest.model_copy(update={
         "gates": {g.name: g.to_dict() for g in gates}, "eval": evals or None}))

@@ -52,6 +52,62 @@ class Prices(BaseModel):
     def hosted_usd(self, tokens_cl100k: int) -> dict[str, float]:
         return {name: tokens_cl100k / 1e6 * p for name, p in self.hosted.items()}
 
+    def run_usd(self, embedder, tokens: int, seconds: float) -> float:
+        """What embedding costs: billed tokens at the model's price for an API, device time for a local model."""
+        if embedder.device == "api":
+            price = model_price(embedder).usd_per_mtok
+            return tokens / 1e6 * price if price is not None else 0.0
+        return self.seconds_usd(seconds, embedder.device)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    usd_per_mtok: float | None  # None: unknown (a self-hosted endpoint, or a model no table knows)
+    source: str
+
+
+def overrides_file() -> Path:
+    """``$RAGINDEX_PRICE_OVERRIDES``, default ``$RAGINDEX_HOME/price-overrides.toml``."""
+    from pipeline.tenants import home
+
+    return Path(os.environ.get("RAGINDEX_PRICE_OVERRIDES") or home() / "price-overrides.toml")
+
+
+def model_price(embedder) -> ModelPrice:
+    """A hosted model's price per million input tokens: the dated override file first, then genai-prices.
+
+    The override file holds one table per model, with the date the price was read::
+
+        ["openai:text-embedding-3-small"]
+        usd_per_mtok = 0.02
+        as_of = 2026-12-01
+    """
+    f = overrides_file()
+    if f.exists():
+        try:
+            raw = tomllib.loads(f.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise PriceTableError(f"{f}: unreadable price overrides ({exc})") from None
+        entry = raw.get(embedder.name)
+        if entry is not None:
+            if not isinstance(entry, dict) or not isinstance(entry.get("usd_per_mtok"), (int, float)) \
+                    or not math.isfinite(entry["usd_per_mtok"]) or entry["usd_per_mtok"] < 0 or "as_of" not in entry:
+                raise PriceTableError(f"{f}: [{embedder.name!r}] needs usd_per_mtok (a number >= 0) and as_of (a date)")
+            return ModelPrice(float(entry["usd_per_mtok"]), f"override file {f.name}, as of {entry['as_of']}")
+    settings = getattr(embedder, "settings", None)
+    if settings is None:
+        return ModelPrice(None, "not a hosted model")
+    try:
+        from importlib.metadata import version
+
+        from genai_prices import Usage, calc_price
+
+        p = calc_price(Usage(input_tokens=1_000_000), settings.model, provider_api_url=settings.base_url)
+        return ModelPrice(float(p.total_price), f"genai-prices {version('genai-prices')} ({p.provider.name} {p.model.id})")
+    except (LookupError, ValueError) as exc:
+        return ModelPrice(None, f"unknown: no price for {settings.model} at {settings.base_url} ({str(exc).splitlines()[0]}); "
+                                f"add it to {f}")
+
 
 @dataclass
 class Plan:
@@ -96,7 +152,10 @@ class Plan:
     throughput_tokens_per_s: float
     throughput_source: str
     est_seconds: float
-    cost_usd: float  # self-hosted, at the device-hour price
+    cost_usd: float  # an API's price per token, or the device-hour price for a local model
+    price_source: str = ""
+    cost_known: bool = True  # False: a hosted model no price table knows (a money budget cannot be checked)
+    probe_tokens: int = 0  # a hosted model's drift probe, sent once per paying run
     hosted_usd: dict[str, float] = field(default_factory=dict)
     # text_hash -> text of what will be embedded, longest first, and per-text token
     # counts (model, cl100k); the embed stage reuses them instead of tokenising
@@ -127,7 +186,9 @@ class Budget:
         out = []
         if self.tokens is not None and plan.tokens_to_embed > self.tokens:
             out.append(f"{plan.tokens_to_embed:,} tokens to embed > --budget-tokens {self.tokens:,}")
-        if self.cost_usd is not None and plan.cost_usd > self.cost_usd:
+        if self.cost_usd is not None and not plan.cost_known and plan.texts_to_embed:
+            out.append(f"--max-cost cannot be checked: {plan.price_source}")
+        elif self.cost_usd is not None and plan.cost_usd > self.cost_usd:
             out.append(f"estimated ${plan.cost_usd:.6f} > --max-cost ${self.cost_usd:.6f}")
         return out
 
@@ -159,7 +220,8 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     full = embedder.full_token_counts([texts[first[h]] for h in uniq])
     limit = embedder.max_seq_length
     missing = [j for j, h in enumerate(uniq) if h not in cached]
-    counts = [min(full[j], limit) for j in missing]
+    # A local model truncates what is over its input; an API refuses it, so its counts stay whole.
+    counts = [full[j] if embedder.device == "api" else min(full[j], limit) for j in missing]
     if cs.config.tokenizer == "cl100k_base":
         cl100k_each = [schema_counts[first[uniq[j]]] for j in missing]
     else:
@@ -167,7 +229,16 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     order = sorted(range(len(missing)), key=lambda i: -counts[i])
     tokens = int(sum(counts))
     rate, source = throughput.get(embedder)
-    seconds = tokens / rate if rate > 0 else 0.0
+    hosted = embedder.device == "api"
+    probe = embedder_probe_tokens(embedder) if hosted and missing else 0
+    seconds = (tokens + probe) / rate if rate > 0 else 0.0
+    if hosted:
+        price = model_price(embedder)
+        cost, cost_known, price_source = ((tokens + probe) / 1e6 * (price.usd_per_mtok or 0.0), price.usd_per_mtok is not None,
+                                          price.source)
+    else:
+        cost, cost_known = prices.seconds_usd(seconds, embedder.device), True
+        price_source = f"{prices.hour_usd(embedder.device)} USD per {embedder.device} hour (price table)"
     untouched = 0 if cs.rebuild else cs.base_chunks - cs.rows_replaced
     cl100k = int(sum(cl100k_each))
     counts_ = cs.counts()
@@ -185,10 +256,17 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
         truncated_chunks=_truncated_rows(hashes, uniq, full, limit),
         truncated_to_embed=sum(1 for j in missing if full[j] > limit), max_input_tokens=limit,
         throughput_tokens_per_s=round(rate, 1), throughput_source=source, est_seconds=round(seconds, 3),
-        cost_usd=prices.seconds_usd(seconds, embedder.device), hosted_usd=prices.hosted_usd(cl100k),
+        cost_usd=cost, price_source=price_source, cost_known=cost_known, probe_tokens=probe,
+        hosted_usd=prices.hosted_usd(cl100k),
         to_embed={uniq[missing[i]]: texts[first[uniq[missing[i]]]] for i in order},
         to_embed_tokens={uniq[missing[i]]: (counts[i], cl100k_each[i]) for i in order},
     )
+
+
+def embedder_probe_tokens(embedder) -> int:
+    from pipeline.hosted import PROBE_TEXTS
+
+    return sum(embedder.full_token_counts(list(PROBE_TEXTS)))
 
 
 def _truncated_rows(hashes: list[str], uniq: list[str], full: list[int], limit: int) -> int:
@@ -201,12 +279,12 @@ def _truncated_rows(hashes: list[str], uniq: list[str], full: list[int], limit: 
 # never be defeated by an absurd throughput (a file anyone who can write
 # RAGINDEX_HOME could edit), because the planned seconds never fall below
 # tokens / this.
-MAX_TOKENS_PER_S = {"cpu": 250_000.0, "cuda": 5_000_000.0}
+MAX_TOKENS_PER_S = {"cpu": 250_000.0, "cuda": 5_000_000.0, "api": 50_000_000.0}
 MIN_SAMPLE_TOKENS = 2000
 
 
 def max_rate(device: str) -> float:
-    return MAX_TOKENS_PER_S["cuda" if device.startswith("cuda") else "cpu"]
+    return MAX_TOKENS_PER_S["cuda" if device.startswith("cuda") else "api" if device == "api" else "cpu"]
 
 
 class Throughput:
@@ -259,6 +337,11 @@ class Throughput:
         rate, note = self._load(embedder)
         if rate is not None:
             return rate, "measured on this machine by the last run"
+        if embedder.device == "api":  # calibrating would pay for synthetic text: estimate from the limit instead
+            tpm = getattr(getattr(embedder, "settings", None), "tpm", None)
+            if tpm:
+                return tpm / 60.0, "the configured tokens-per-minute limit (RAGINDEX_API_TPM)"
+            return 0.0, "not measured yet (the first run measures it)"
         rate = self.calibrate(embedder)
         return rate, "calibrated on this machine just now (synthetic text)" + (f"; {note}" if note else "")
 

@@ -48,6 +48,10 @@ class Embedder(Protocol):
         """
 
 
+class MissingExtra(ImportError):
+    """A feature whose optional dependencies are not installed (the message names the extra)."""
+
+
 def fingerprint_of(**identity) -> str:
     """embedder_fp: sha256 over the canonical JSON of what defines the key space."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -210,17 +214,40 @@ class HashEmbedder:
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    """Which embedder to build: ``default``, ``hash``, or a model directory path."""
+    """Which embedder to build: ``default``, ``hash``, a model directory path, or ``openai:MODEL``
+    (an OpenAI-compatible API; ``dimensions`` is passed to it)."""
 
     model: str = "default"
     device: str | None = None
+    dimensions: int | None = None
 
     def build(self) -> Embedder:
         if self.model == "hash":
             return HashEmbedder()
+        if self.model.startswith("openai:"):
+            return _hosted(self.model.split(":", 1)[1], self.dimensions)
+        if self.dimensions is not None:
+            raise ValueError(f"--dimensions applies to hosted models (openai:MODEL), not to {self.model!r}")
         if self.model in ("default", DEFAULT_MODEL):
             return _cached_st(None, self.device)
         return _cached_st(str(Path(self.model).resolve()), self.device)
+
+
+def _hosted(model: str, dimensions: int | None):
+    # Not cached: building a client costs nothing, and its settings come from the environment of the moment.
+    try:
+        import genai_prices  # noqa: F401
+        import openai  # noqa: F401
+        import tenacity  # noqa: F401
+
+        from pipeline.hosted import HostedSettings, OpenAIEmbedder
+    except ImportError as exc:
+        raise MissingExtra(f"--model openai:{model} needs the hosted-API extra ({exc.name} is not installed): "
+                           "pip install 'ragindex[api]'") from None
+
+    if not model:
+        raise ValueError("--model openai:MODEL needs a model name, e.g. openai:text-embedding-3-small")
+    return OpenAIEmbedder(HostedSettings.from_env(model, dimensions))
 
 
 @lru_cache(maxsize=4)

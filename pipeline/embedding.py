@@ -8,6 +8,7 @@ writes no ledger row.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -38,14 +39,71 @@ def embed_plan(cache: EmbeddingCache, embedder, plan: Plan, prices: Prices, prog
     """Embed the plan's texts into ``cache`` under a new ledger run and return its ledger row.
 
     The caller holds the tenant's lock. With nothing to embed, returns
-    :func:`no_ledger` and writes nothing.
+    :func:`no_ledger` and writes nothing. A hosted model's drift probe runs first
+    (ModelDrift refuses the run before any text is sent).
     """
     if not plan.texts_to_embed:
         return no_ledger(plan)
     run_id = new_run_id()
     cache.start_run(run_id, plan.tenant, plan.chunker, embedder.fingerprint, embedder.device, plan)
-    embed_missing(cache, embedder, plan, run_id, prices, progress=progress, commit_every=commit_every)
-    return cache.finish_run(run_id)
+    if hasattr(embedder, "requests"):
+        before = embedder.stats["billed_tokens"]
+        probe = embedder.check_probe(cache)
+        billed = embedder.stats["billed_tokens"] - before
+        cache.add_probe_cost(run_id, billed, prices.run_usd(embedder, billed, 0.0))
+        embed_requests(cache, embedder, plan, run_id, prices, progress=progress)
+        ledger = cache.finish_run(run_id)
+        ledger["probe"] = probe
+    else:
+        embed_missing(cache, embedder, plan, run_id, prices, progress=progress, commit_every=commit_every)
+        ledger = cache.finish_run(run_id)
+    ledger["billed_vs_planned"] = _billed_vs_planned(ledger, plan)
+    return ledger
+
+
+def _billed_vs_planned(ledger: dict, plan: Plan) -> dict | None:
+    """For an API: the tokens it billed next to the tokens planned, and whether they differ."""
+    if not ledger.get("requests"):
+        return None
+    planned = int(ledger["tokens"]) + int(plan.probe_tokens)
+    billed = int(ledger.get("tokens_billed") or 0)
+    return {"planned": planned, "billed": billed, "difference": billed - planned, "differs": billed != planned}
+
+
+def embed_requests(cache: EmbeddingCache, embedder, plan: Plan, run_id: str, prices: Prices, progress: bool = False) -> None:
+    """A hosted API: commit each request's vectors and billed tokens as it completes, before taking the next.
+
+    If anything stops the run (a fatal API error, Ctrl-C, an error here), the
+    requests already in flight are waited for and committed too: what the API
+    billed is never lost, and the next run sends none of it again.
+    """
+    items = [(h, t, plan.to_embed_tokens[h][0]) for h, t in plan.to_embed.items()]
+    pool = embedder.requests(items)
+    bar = tqdm(total=len(items), desc=f"embed {plan.tenant}", unit="text", disable=not progress, file=sys.stderr)
+
+    def save(res) -> None:
+        cl100k = sum(plan.to_embed_tokens[h][1] for h in res.hashes)
+        cache.commit_batch(run_id, embedder.fingerprint, res.hashes, res.vectors, res.tokens, cl100k, res.seconds,
+                           prices.run_usd(embedder, res.billed_tokens, res.seconds), billed_tokens=res.billed_tokens)
+        bar.update(len(res.hashes))
+
+    current = None  # the result being saved when something stopped the run (Ctrl-C can land mid-commit)
+    try:
+        for res in pool:
+            current = res
+            save(res)
+            current = None
+            fault_point("mid-embedding")
+    except BaseException:
+        leftovers = pool.drain()
+        if current is not None and len(cache.cached_hashes(embedder.fingerprint, current.hashes)) < len(current.hashes):
+            leftovers.insert(0, current)  # its transaction was rolled back: save it again
+        for res in leftovers:
+            with contextlib.suppress(Exception):  # keep the original error; save what can be saved
+                save(res)
+        raise
+    finally:
+        bar.close()
 
 
 def embed_missing(cache: EmbeddingCache, embedder, plan: Plan, run_id: str, prices: Prices, progress: bool = False,

@@ -81,7 +81,7 @@ def consistency_gate(paths: TenantPaths, candidate: Manifest, expected_docs: int
 
 
 def quality_gate(store, tenant: str, candidate: LoadedGeneration | None, live_id: str | None, embedder,
-                 tolerance: float = 0.0) -> Gate:
+                 tolerance: float = 0.0, mode: str | None = None, accept_regression: str | None = None) -> Gate:
     """Retrieval quality of the candidate is not worse than the live generation's on the tenant's eval set.
 
     Every metric is higher-is-better (recall, nDCG, IoU...); a drop larger than
@@ -91,13 +91,13 @@ def quality_gate(store, tenant: str, candidate: LoadedGeneration | None, live_id
     """
     from pipeline.evaluate.tenant import tenant_quality
 
-    scores = tenant_quality(store, tenant, candidate, embedder) if candidate is not None else None
+    scores = tenant_quality(store, tenant, candidate, embedder, mode=mode) if candidate is not None else None
     if scores is None:
         return Gate("quality_not_worse", True, "no eval set", {"status": "no eval set"})
     meta: dict = {f"eval_{m}": float(v) for m, v in scores.items()}
     if live_id is None or live_id == candidate.gen_id:
         return Gate("quality_not_worse", True, "first generation: nothing to compare with", {"status": "no live generation", **meta})
-    baseline = tenant_quality(store, tenant, live_id, embedder) or {}
+    baseline = tenant_quality(store, tenant, live_id, embedder) or {}  # the live generation in its own mode
     worse = []
     for m, v in scores.items():
         if m in baseline:
@@ -106,4 +106,7 @@ def quality_gate(store, tenant: str, candidate: LoadedGeneration | None, live_id
             if v < baseline[m] - tolerance:
                 worse.append(f"{m} {v:.4f} < live {baseline[m]:.4f}")
     summary = ("worse than live " + live_id + ": " + ", ".join(worse)) if worse else f"not worse than live {live_id}"
+    if worse and accept_regression:
+        return Gate("quality_not_worse", True, f"{summary}; accepted: {accept_regression}",
+                    {"status": "accepted regression", "accepted_regression": accept_regression, "live_generation": live_id, **meta})
     return Gate("quality_not_worse", not worse, summary, {"status": "compared", "live_generation": live_id, **meta})

@@ -30,6 +30,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.fsutil import atomic_write_text
+from pipeline.lexical import collection_stats, query_terms
+from pipeline.lexical import score as bm25_score
 from pipeline.segments import (
     SEGMENT_RE, Segment, SegmentError, first_error, load_segment, live_row_mask, read_deletions, read_docs, read_info,
 )
@@ -91,6 +93,8 @@ class Manifest(BaseModel):
     chunker_fp: str
     embedder: str
     embedder_fp: str
+    embedder_epoch: int = 0  # a hosted model's key space (bumped when a provider-side change is accepted)
+    search_mode: str = "dense"  # the tenant's search mode when this generation was made (rollback restores it)
     dim: int = Field(ge=1)
     segments: list[SegmentRef]
     documents: int = Field(ge=0)  # live documents
@@ -306,15 +310,17 @@ def _serving_index(seg: Segment) -> faiss.Index:
 class _View:
     """One segment as a generation sees it: the shared index plus this generation's row filter."""
 
-    def __init__(self, seg: Segment, mask: np.ndarray | None) -> None:
+    def __init__(self, seg: Segment, mask: np.ndarray | None, stats_mask: np.ndarray | None | bool = False) -> None:
         self.seg = seg
-        self.mask = mask  # None: every row is live
+        self.mask = mask  # None: every row is searchable
+        # The rows BM25 statistics count: the live rows, whatever a metadata filter narrows the search to.
+        self.stats_mask = mask if stats_mask is False else stats_mask
         self.live = int(mask.sum()) if mask is not None else seg.index.ntotal
         self.exact = not isinstance(seg.index, faiss.IndexHNSW)
         self._bitmap = None
         self.params = None
         self.index = seg.index
-        if mask is not None and self.live < seg.index.ntotal:
+        if mask is not None and (self.live < seg.index.ntotal or self.live == 0):
             # Keep the bitmap referenced: the selector only points at it.
             self._bitmap = np.packbits(mask, bitorder="little")
             self._sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(self._bitmap))
@@ -337,6 +343,15 @@ class _View:
         if self._chunk_ids is None:
             self._chunk_ids = self.seg.rows.column("chunk_id").to_numpy(zero_copy_only=False)
         return self._chunk_ids[row]
+
+    def narrowed(self, keep_docs: np.ndarray) -> "_View":
+        """This view with only the rows of the documents in ``keep_docs`` searchable (a metadata filter)."""
+        docs = self.seg.docs
+        rows = np.zeros(self.seg.index.ntotal, dtype=bool)
+        for first, n in zip(docs.column("first_row").to_numpy()[keep_docs], docs.column("n_rows").to_numpy()[keep_docs]):
+            rows[first : first + n] = True
+        mask = rows if self.mask is None else (rows & self.mask)
+        return _View(self.seg, mask, stats_mask=self.stats_mask)
 
 
 @dataclass
@@ -394,6 +409,62 @@ class LoadedGeneration:
 
     def row(self, c: Candidate) -> dict:
         return self.views[c.seg].seg.rows.slice(c.row, 1).to_pylist()[0]
+
+    def _ordered(self, scored: list[tuple[float, int, int]], k: int) -> list[Candidate]:
+        scored.sort(key=lambda c: (-c[0], self.views[c[1]].chunk_id(c[2])))
+        return [Candidate(*c) for c in scored[:k]]
+
+    def lexical_scores(self, query: str) -> list[np.ndarray]:
+        """BM25 score of every row of every segment (deleted or filtered-out rows -inf), with the statistics of
+        the generation's live rows (a filter narrows what is returned, not how it scores)."""
+        terms = query_terms(query)
+        stats = collection_stats([(v.seg.lexical, v.stats_mask) for v in self.views], terms)
+        return [bm25_score(v.seg.lexical, v.mask, terms, stats) for v in self.views]
+
+    def filtered(self, spec: dict) -> "LoadedGeneration":
+        """The same generation with only the rows whose document matches ``spec`` searchable (pipeline.filters)."""
+        from pipeline.filters import document_mask
+
+        views = []
+        for v in self.views:
+            lists = getattr(v.seg, "_doc_lists", None)
+            if lists is None:
+                lists = v.seg._doc_lists = (v.seg.docs.column("doc_id").to_pylist(), v.seg.docs.column("metadata").to_pylist())
+            views.append(v.narrowed(document_mask(spec, *lists)))
+        return LoadedGeneration(self.manifest, views)
+
+    @staticmethod
+    def _top(scores: np.ndarray, k: int) -> np.ndarray:
+        """Rows scoring above 0 among the ``k`` best, with every row tied at the cut (layout-independent)."""
+        pos = np.flatnonzero(scores > 0)
+        if len(pos) <= k:
+            return pos
+        cut = np.partition(scores[pos], len(pos) - k)[len(pos) - k]
+        return pos[scores[pos] >= cut]
+
+    def search_lexical(self, query: str, k: int) -> list[Candidate]:
+        """The ``k`` best rows by BM25 (rows matching no query term are not returned)."""
+        per_view = self.lexical_scores(query)
+        scored = [(float(sc[r]), s, int(r)) for s, sc in enumerate(per_view) for r in self._top(sc, k)]
+        return self._ordered(scored, k)
+
+    def search_hybrid(self, query: str, qvec: np.ndarray, k: int, params) -> list[Candidate]:
+        """Dense and BM25 candidates fused (pipeline.hybrid); every candidate gets both scores exactly."""
+        from pipeline.hybrid import fuse
+
+        depth = max(params.depth, k)
+        dense = [((c.seg, c.row), c.score) for c in self.search(qvec.reshape(1, -1), depth)[0]]
+        per_view = self.lexical_scores(query)
+        lex_c = self._ordered([(float(sc[r]), s, int(r)) for s, sc in enumerate(per_view) for r in self._top(sc, depth)], depth)
+        lexical = [((c.seg, c.row), c.score) for c in lex_c]
+        dense_of = dict(dense)
+        q = np.asarray(qvec, dtype=np.float32).reshape(-1)
+        for key, _ in lexical:
+            if key not in dense_of:
+                dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
+        lexical_of = {key: max(float(per_view[key[0]][key[1]]), 0.0) for key in dense_of.keys() | dict(lexical).keys()}
+        fused = fuse(dense, lexical, dense_of, lexical_of, params)
+        return self._ordered([(score, key[0], key[1]) for key, score in fused], k)
 
 
 class SegmentCache:

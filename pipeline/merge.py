@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from pipeline.faults import fault_point
 from pipeline.index import Manifest, SegmentRef, new_generation_id, now_iso, promote, write_manifest
+from pipeline.lexical import LexicalIndex
 from pipeline import segments as _segments
 from pipeline.segments import Segment, build_index, load_segment, read_deletions, vectors_of, write_deletions, write_segment
 from pipeline.tenants import TenantPaths
@@ -134,6 +135,7 @@ def merge(paths: TenantPaths, manifest: Manifest, spec: MergeSpec) -> Manifest:
         order.remove(spec.fold_into)
         order.insert(0, spec.fold_into)
     parts: list[tuple[pa.Table, pa.Table]] = []
+    lexical: list[LexicalIndex] = []
     added: list[np.ndarray] = []
     index = index_type = info = None
     born_deleted = np.zeros(0, np.int64)
@@ -146,9 +148,11 @@ def merge(paths: TenantPaths, manifest: Manifest, spec: MergeSpec) -> Manifest:
             if ref.deletions:
                 born_deleted = read_deletions(paths, ref.deletions, ref.deletions_sha256 or "")
             parts.append((seg.docs, seg.rows))
+            lexical.append(seg.lexical)
         else:
             docs, rows, idx = _live(paths, seg, refs[sid])
             parts.append((docs, rows))
+            lexical.append(seg.lexical.take(idx))
             added.append(vectors_of(seg.index)[idx] if len(idx) else np.zeros((0, manifest.dim), np.float32))
     offset, docs_out, rows_out = 0, [], []
     for docs, rows in parts:
@@ -165,7 +169,7 @@ def merge(paths: TenantPaths, manifest: Manifest, spec: MergeSpec) -> Manifest:
         index, index_type = build_index(vectors, manifest.dim)
     seg_info = write_segment(paths, pa.concat_tables(docs_out), pa.concat_tables(rows_out), vectors, {
         "chunker": info.chunker, "chunker_fp": info.chunker_fp, "embedder": info.embedder, "embedder_fp": info.embedder_fp,
-        "dim": manifest.dim}, index=index, index_type=index_type)
+        "dim": manifest.dim}, index=index, index_type=index_type, lexical=LexicalIndex.stack(lexical))
     new_ref = SegmentRef(id=seg_info.segment, rows=seg_info.rows, docs=seg_info.docs)
     if len(born_deleted):
         name, digest = write_deletions(paths, seg_info.segment, born_deleted)

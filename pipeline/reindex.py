@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.cache import CacheError, EmbeddingCache
 from pipeline.changes import ChangeSet, RunConfig, detect_changes
 from pipeline.chunking import StagedChunks, chunk_changes
-from pipeline.commit import CommitResult, commit, content_versions
+from pipeline.commit import CommitResult, commit, content_versions, epoch_of
 from pipeline.cost import Budget, BudgetExceeded, Plan, Prices, Throughput, make_plan
 from pipeline.embedding import embed_plan, no_ledger
 from pipeline.gates import ChecksFailed, Gate, budget_gate
 from pipeline.guards import MassDeletion, deletion_gate
-from pipeline.index import LiveState, SegmentCache, current_id, live_manifest, load_live_state, read_manifest
+from pipeline.index import GenerationError, LiveState, SegmentCache, current_id, live_manifest, load_live_state, read_manifest
 from pipeline.locking import probe_lock, tenant_lock
 from pipeline.maintenance import Maintenance, maintain
 from pipeline.sources import Skipped
@@ -109,17 +109,25 @@ class TenantRun:
     def __init__(self, store: TenantStore, tenant: str, *, embedder, source: str | Path | None = None,
                  chunker: str | None = None, prices: Prices | None = None, budget: Budget = Budget(),
                  rescan: bool = False, rebuild: bool = False, progress: bool = False, quality_tolerance: float = 0.0,
-                 allow_deletions: bool | None = None) -> None:
-        self.store, self.tenant, self.embedder = store, tenant, embedder
+                 allow_deletions: bool | None = None, accept_model_drift: bool = False, mode: str | None = None,
+                 accept_regression: str | None = None) -> None:
+        self.store, self.tenant = store, tenant
         self.paths = store.paths(tenant)
+        self.embedder = self._in_key_space(embedder)
+        embedder = self.embedder
+        self.accept_model_drift = accept_model_drift
         src, self.schema = resolve(store, tenant, source, chunker)
         self.config = RunConfig(tenant, str(Path(src).absolute()), self.schema.ref, self.schema.fingerprint(), embedder.name,
-                                embedder.fingerprint, embedder.dim, self.schema.spec.tokenizer)
+                                embedder.fingerprint, self.schema.spec.tokenizer, epoch_of(embedder))
         self.prices = prices or Prices.load()
         self.budget, self.rescan, self.rebuild, self.progress = budget, rescan, rebuild, progress
         self.quality_tolerance = quality_tolerance
         settings = store.settings(tenant) if store.exists(tenant) else None
         self.allow_deletions = allow_deletions if allow_deletions is not None else bool(settings and settings.allow_deletions)
+        from pipeline.search import DEFAULT_MODE
+
+        self.mode = mode or (settings.mode if settings and settings.mode else DEFAULT_MODE)  # scored by the quality gate
+        self.accept_regression = accept_regression
         self.seconds: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
         self._cache: EmbeddingCache | None = None
@@ -182,6 +190,7 @@ class TenantRun:
         the lock. The verdict travels in ``Embedded.budget``.
         """
         self.allow_deletions = self.allow_deletions or staged.changes.allow_deletions  # said at the documents stage
+        self._adopt(staged)
         guard = deletion_gate(staged.changes, self.allow_deletions)
         if not guard.passed:
             raise MassDeletion(guard.summary)
@@ -195,6 +204,7 @@ class TenantRun:
                 if not gate.passed:
                     return Embedded(staged, plan, no_ledger(plan), gate)
             self._lock(wait)
+        self._accept_drift()
         staged = self._fresh(staged)
         plan = self.plan(staged)
         gate = budget_gate(plan, self.budget)
@@ -212,21 +222,26 @@ class TenantRun:
         merges and gc as their own atomic steps. Raises BudgetExceeded or ChecksFailed."""
         if not embedded.budget.passed:
             raise BudgetExceeded(embedded.plan, [embedded.budget.summary])
+        self._adopt(embedded.staged)
         cs = embedded.staged.changes
         if self._cache is None and cs.is_noop and current_id(self.paths) == cs.base:
             return self._unchanged(embedded)
         self._lock(wait)
         if self._stale(embedded.staged):
             # Another writer promoted after this run detected its changes: do it again on top of theirs.
+            paid = embedded.ledger
             embedded = self.embed(embedded.staged)
             if not embedded.budget.passed:
                 raise BudgetExceeded(embedded.plan, [embedded.budget.summary])
+            if paid.get("run_id") and not embedded.ledger.get("run_id"):
+                embedded = replace(embedded, ledger=paid)  # what this run paid for in its embeddings step
             cs = embedded.staged.changes
         if cs.is_noop:
             return self._unchanged(embedded)
         t0 = time.perf_counter()
         done: CommitResult = commit(self.store, embedded.staged, embedded.plan, embedded.ledger, self._cache, self.embedder,
-                                    quality_tolerance=self.quality_tolerance, segments=SegmentCache())
+                                    quality_tolerance=self.quality_tolerance, segments=SegmentCache(), search_mode=self.mode,
+                                    accept_regression=self.accept_regression)
         self.seconds["commit"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         upkeep = maintain(self.store, self.tenant, self.embedder, self._cache)
@@ -256,6 +271,36 @@ class TenantRun:
             return len(hashes) - len(cache.cached_hashes(self.embedder.fingerprint, hashes))
 
     # -- helpers ------------------------------------------------------------
+
+    def _in_key_space(self, embedder):
+        """A hosted model at the epoch of the tenant's live generation (a local model is itself)."""
+        with_epoch = getattr(embedder, "with_epoch", None)
+        if with_epoch is None or not self.paths.root.is_dir():
+            return embedder
+        try:
+            live = live_manifest(self.paths)
+        except GenerationError:
+            return embedder
+        same_model = live is not None and live.embedder == embedder.name
+        return with_epoch(live.embedder_epoch) if same_model else embedder
+
+    def _accept_drift(self) -> None:
+        """--accept-model-drift: probe now; if the provider's model changed, move to a new key space (epoch)."""
+        if not (self.accept_model_drift and hasattr(self.embedder, "check_probe")):
+            return
+        probe = self.embedder.check_probe(self._cache, accept_drift=True)
+        self._use_epoch(probe["epoch"])
+
+    def _use_epoch(self, epoch: int) -> None:
+        if epoch != epoch_of(self.embedder):
+            self.embedder = self.embedder.with_epoch(epoch)
+            self.config = replace(self.config, embedder_fp=self.embedder.fingerprint, embedder_epoch=epoch)
+
+    def _adopt(self, staged: StagedChunks) -> None:
+        """A step after the one that accepted a drift: continue in the key space that step chose."""
+        cfg = staged.changes.config
+        if hasattr(self.embedder, "with_epoch") and cfg.embedder == self.embedder.name:
+            self._use_epoch(cfg.embedder_epoch)
 
     def _throughput(self) -> Throughput:
         return Throughput(self.store.root)
@@ -288,12 +333,14 @@ class TenantRun:
 
 def reindex(store: TenantStore, tenant: str, *, embedder, source: str | Path | None = None, chunker: str | None = None,
             prices: Prices | None = None, budget: Budget = Budget(), progress: bool = False, wait: float = 0.0,
-            rescan: bool = False, rebuild: bool = False, allow_deletions: bool | None = None) -> IndexingResult:
+            rescan: bool = False, rebuild: bool = False, allow_deletions: bool | None = None,
+            accept_model_drift: bool = False) -> IndexingResult:
     """Index one tenant: whatever changed in its source since the live generation, and only that.
 
     Raises BudgetExceeded or MassDeletion (nothing changed), ChecksFailed (candidate
     written, live generation unchanged), TenantBusy (another writer holds the lock).
     """
     run = TenantRun(store, tenant, embedder=embedder, source=source, chunker=chunker, prices=prices, budget=budget,
-                    rescan=rescan, rebuild=rebuild, progress=progress, allow_deletions=allow_deletions)
+                    rescan=rescan, rebuild=rebuild, progress=progress, allow_deletions=allow_deletions,
+                    accept_model_drift=accept_model_drift)
     return run.run(wait)

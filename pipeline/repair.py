@@ -29,9 +29,10 @@ import pyarrow.parquet as pq
 from pipeline.cache import CacheError, EmbeddingCache
 from pipeline.fsutil import atomic_write_bytes, atomic_write_text
 from pipeline.index import GenerationError, current_id, list_generations, promote, read_manifest
+from pipeline.lexical import LexicalIndex
 from pipeline.segments import (
     SEGMENT_RE, SegmentError, SegmentInfo, _parquet_bytes, build_index, check_segment, index_bytes, read_deletions,
-    read_info, read_verified, segment_dir, vectors_of,
+    lexical_texts, read_info, read_verified, segment_dir, vectors_of,
 )
 from pipeline.tenants import TenantPaths
 from schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
@@ -248,6 +249,9 @@ def repair_segment(paths: TenantPaths, sid: str, cache: EmbeddingCache | None, s
         docs = _docs_from_rows(rows)
         files["docs.parquet"] = _replace(d / "docs.parquet", _parquet_bytes(docs, SEGMENT_DOCS))
         done.append("docs.parquet rebuilt from the rows (stats unknown: those files are read again next run)")
+    if "lexical.npz" in bad:
+        files["lexical.npz"] = _replace(d / "lexical.npz", LexicalIndex.build(lexical_texts(rows)).to_bytes())
+        done.append("lexical.npz rebuilt from the rows")
     if "index.faiss" in bad:
         if cache is None:
             raise SegmentError("index.faiss is damaged and there is no embedding cache to rebuild it from")
@@ -311,7 +315,7 @@ def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
     from pipeline.changes import ChangeSet
     from pipeline.index import SourceState
 
-    cfg = RunConfig(paths.name, str(source), info.chunker, info.chunker_fp, info.embedder, info.embedder_fp, info.dim,
+    cfg = RunConfig(paths.name, str(source), info.chunker, info.chunker_fp, info.embedder, info.embedder_fp,
                     schema.spec.tokenizer)
     cs = ChangeSet(cfg, None, 0, 0, None, None, SourceState(path=str(source), kind="folder"), upserts=ups)
     staged = chunk_changes(paths, cs, schema)

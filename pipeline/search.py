@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pipeline.filters import parse as parse_filter
+from pipeline.hybrid import DEFAULT_HYBRID, MODES
 from pipeline.index import GenerationError, LoadedGeneration, SegmentCache, current_id, load_generation
 from pipeline.tenants import TenantStore
 
@@ -27,6 +29,9 @@ class Hit:
         d = asdict(self)
         d["heading_path"] = list(self.heading_path)
         return d
+
+
+DEFAULT_MODE = "dense"  # the default configuration's mode (see schemas.registry.DEFAULT_SCHEMA)
 
 
 class Searcher:
@@ -58,19 +63,48 @@ class Searcher:
                 self._segments.keep(paths, {r.id for r in loaded.manifest.segments})
         return loaded
 
-    def search(self, tenant: str, query: str, k: int = 5) -> list[Hit]:
+    def embedder_for(self, gen: LoadedGeneration):
+        """The embedder in the generation's key space (a hosted model's epoch; a local model is itself)."""
+        with_epoch = getattr(self.embedder, "with_epoch", None)
+        return with_epoch(gen.manifest.embedder_epoch) if with_epoch else self.embedder
+
+    def mode_for(self, tenant: str, mode: str | None) -> str:
+        """The explicit mode, else the tenant's setting, else the default configuration's."""
+        if mode is None:
+            mode = self.store.settings(tenant).mode or DEFAULT_MODE
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        return mode
+
+    def search(self, tenant: str, query: str, k: int = 5, mode: str | None = None, filter: dict | str | None = None) -> list[Hit]:
+        """The ``k`` best chunks of the tenant's live generation for ``query`` (``mode``: dense, bm25 or hybrid),
+        among the chunks whose document matches ``filter`` (pipeline.filters), if given."""
+        return self.search_many(tenant, [query], k, mode, filter)[0]
+
+    def search_many(self, tenant: str, queries: list[str], k: int = 5, mode: str | None = None,
+                    filter: dict | str | None = None) -> list[list[Hit]]:
+        """:meth:`search` for several queries against one generation (dense queries embedded in one batch)."""
+        mode = self.mode_for(tenant, mode)
         gen = self.generation(tenant)
-        if gen.manifest.embedder_fp != self.embedder.fingerprint:
+        if filter is not None:
+            gen = gen.filtered(parse_filter(filter))
+        embedder = self.embedder_for(gen)
+        if mode != "bm25" and gen.manifest.embedder_fp != embedder.fingerprint:
             raise GenerationError(
                 f"tenant {tenant!r} was indexed with another embedder ({gen.manifest.embedder}, {gen.manifest.embedder_fp[:12]}); "
                 "search with the same model or reindex the tenant"
             )
-        if gen.ntotal == 0:
-            return []
-        q = self.embedder.embed([query]).astype(np.float32)
-        hits = []
-        for rank, c in enumerate(gen.search(q, k)[0], start=1):
-            r = gen.row(c)
-            hits.append(Hit(rank=rank, score=c.score, doc_id=r["doc_id"], chunk_id=r["chunk_id"], start=r["start"], end=r["end"],
-                            text=r["text"], heading_path=tuple(r["heading_path"] or ()), generation=gen.gen_id))
-        return hits
+        if gen.ntotal == 0 or not queries:
+            return [[] for _ in queries]
+        if mode == "bm25":
+            found = [gen.search_lexical(q, k) for q in queries]
+        else:
+            qv = embedder.embed(list(queries)).astype(np.float32)
+            found = gen.search(qv, k) if mode == "dense" else [gen.search_hybrid(q, v, k, DEFAULT_HYBRID) for q, v in zip(queries, qv)]
+        return [[self._hit(gen, rank, c) for rank, c in enumerate(row, start=1)] for row in found]
+
+    @staticmethod
+    def _hit(gen: LoadedGeneration, rank: int, c) -> Hit:
+        r = gen.row(c)
+        return Hit(rank=rank, score=c.score, doc_id=r["doc_id"], chunk_id=r["chunk_id"], start=r["start"], end=r["end"],
+                   text=r["text"], heading_path=tuple(r["heading_path"] or ()), generation=gen.gen_id)

@@ -7,7 +7,8 @@ names it (Lucene's segments, LanceDB's fragments)::
       index.faiss    one vector per row, in row order
       rows.parquet   SEGMENT_ROWS: the chunks, grouped by document
       docs.parquet   SEGMENT_DOCS: the documents, with their first row and row count
-      segment.json   counts, fingerprints, index type, sha256 of the three files
+      lexical.npz    the rows' term frequencies and lengths, for BM25 (pipeline.lexical)
+      segment.json   counts, fingerprints, index type, sha256 of the four files
 
 It is built in ``segments/.tmp-<seg_id>/``, fsynced and renamed into place, so a
 crash leaves either nothing or a complete segment that no generation names yet
@@ -41,12 +42,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.faults import fault_point
 from pipeline.fsutil import atomic_write_bytes, fsync_dir, write_durable
+from pipeline.lexical import LexicalIndex
 from pipeline.tenants import TenantPaths
 from schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
 
 SEGMENT_RE = re.compile(r"seg-\d{8}T\d{12}Z-[0-9a-f]{8}")
 DELETIONS_RE = re.compile(r"(?P<seg>seg-\d{8}T\d{12}Z-[0-9a-f]{8})\.(?P<digest>[0-9a-f]{16})\.del")
-FILES = ("index.faiss", "rows.parquet", "docs.parquet")
+FILES = ("index.faiss", "rows.parquet", "docs.parquet", "lexical.npz")
 ROW_GROUP = 4096  # rows per Parquet row group: reading one document's rows reads one or two groups
 
 # Exact inner product below this many vectors per segment, an HNSW graph above
@@ -129,7 +131,8 @@ def segment_dir(paths: TenantPaths, seg_id: str) -> Path:
 
 
 def write_segment(paths: TenantPaths, docs: pa.Table, rows: pa.Table, vectors: np.ndarray | None, info: dict,
-                  index: faiss.Index | None = None, index_type: str | None = None) -> SegmentInfo:
+                  index: faiss.Index | None = None, index_type: str | None = None,
+                  lexical: LexicalIndex | None = None) -> SegmentInfo:
     """Write a complete segment and return its info; no generation names it yet.
 
     ``docs`` follows SEGMENT_DOCS and ``rows`` SEGMENT_ROWS (one row per vector, in
@@ -148,8 +151,10 @@ def write_segment(paths: TenantPaths, docs: pa.Table, rows: pa.Table, vectors: n
     tmp = paths.segments / f".tmp-{seg_id}"
     tmp.mkdir(mode=0o700)
     try:
+        if lexical is None:
+            lexical = LexicalIndex.build(lexical_texts(rows))
         blobs = {"index.faiss": index_bytes(index), "rows.parquet": _parquet_bytes(rows, SEGMENT_ROWS),
-                 "docs.parquet": _parquet_bytes(docs, SEGMENT_DOCS)}
+                 "docs.parquet": _parquet_bytes(docs, SEGMENT_DOCS), "lexical.npz": lexical.to_bytes()}
         files = {}
         for name, data in blobs.items():
             files[name] = write_durable(tmp / name, data)
@@ -213,20 +218,25 @@ def check_segment(paths: TenantPaths, seg_id: str) -> list[str]:
     rows = pq.read_table(pa.BufferReader(blobs["rows.parquet"]), columns=["text_hash"])
     docs = pq.read_table(pa.BufferReader(blobs["docs.parquet"]), columns=["n_rows"])
     n_doc_rows = int(pa.compute.sum(docs.column("n_rows")).as_py() or 0)
-    if not (index.ntotal == rows.num_rows == info.rows == n_doc_rows) or docs.num_rows != info.docs:
-        problems.append(f"segment {seg_id}: counts differ: index {index.ntotal}, rows {rows.num_rows}, "
-                        f"documents' rows {n_doc_rows}, described {info.rows} rows / {info.docs} documents")
+    try:
+        lex_rows = LexicalIndex.from_bytes(blobs["lexical.npz"]).rows
+    except (ValueError, KeyError, OSError) as exc:
+        return [f"segment {seg_id}: lexical.npz unreadable ({exc})"]
+    if not (index.ntotal == rows.num_rows == info.rows == n_doc_rows == lex_rows) or docs.num_rows != info.docs:
+        problems.append(f"segment {seg_id}: counts differ: index {index.ntotal}, rows {rows.num_rows}, lexical "
+                        f"{lex_rows}, documents' rows {n_doc_rows}, described {info.rows} rows / {info.docs} documents")
     return problems
 
 
 @dataclass
 class Segment:
-    """A loaded segment: its FAISS index, rows and documents."""
+    """A loaded segment: its FAISS index, rows, documents and BM25 term frequencies."""
 
     info: SegmentInfo
     index: faiss.Index
     rows: pa.Table
     docs: pa.Table
+    lexical: LexicalIndex
 
     @property
     def id(self) -> str:
@@ -243,10 +253,11 @@ def load_segment(paths: TenantPaths, seg_id: str) -> Segment:
         index.hnsw.efSearch = HNSW_EF_SEARCH
     rows = pq.read_table(pa.BufferReader(blobs["rows.parquet"]))
     docs = pq.read_table(pa.BufferReader(blobs["docs.parquet"]))
-    if not (index.ntotal == rows.num_rows == info.rows) or docs.num_rows != info.docs:
+    lexical = LexicalIndex.from_bytes(blobs["lexical.npz"])
+    if not (index.ntotal == rows.num_rows == info.rows == lexical.rows) or docs.num_rows != info.docs:
         raise SegmentError(f"segment {seg_id}: index has {index.ntotal} vectors, rows.parquet {rows.num_rows}, "
-                           f"segment.json {info.rows}")
-    return Segment(info, index, rows, docs)
+                           f"lexical.npz {lexical.rows}, segment.json {info.rows}")
+    return Segment(info, index, rows, docs, lexical)
 
 
 def read_docs(paths: TenantPaths, seg_id: str, info: SegmentInfo | None = None) -> pa.Table:
@@ -281,6 +292,13 @@ def read_rows(paths: TenantPaths, seg_id: str, ranges: list[tuple[int, int]], co
             g = int(np.searchsorted(starts, r, "right") - 1)
             take.append(r + offset[g])
     return table.take(pa.array(take, pa.int64()))
+
+
+def lexical_texts(rows: pa.Table) -> list[str]:
+    """What BM25 indexes for each row: the heading path (context) and the chunk's text."""
+    texts = rows.column("text").to_pylist()
+    heads = rows.column("heading_path").to_pylist()
+    return [" ".join([*(h or []), t]) for h, t in zip(heads, texts)]
 
 
 def vectors_of(index: faiss.Index) -> np.ndarray:

@@ -52,6 +52,9 @@ class TenantSettings:
     eval_set: str | None = None  # dataset (preset name or path) scored before each promotion
     keep_generations: int | None = None  # how many recent generations gc keeps (default 5)
     allow_deletions: bool = False  # let a run delete every live document, or more than half of them
+    model: str | None = None  # embedding model (default, a directory, or openai:MODEL); None: the bundled default
+    dimensions: int | None = None  # a hosted model's output dimensions
+    mode: str | None = None  # default search mode: dense | bm25 | hybrid (None: the default configuration's)
 
 
 @dataclass(frozen=True)

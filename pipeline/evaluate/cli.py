@@ -19,17 +19,25 @@ def _progress(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown):
+mode_option = click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
+                           help="Retrieval mode (default: the default configuration's when no --chunker is given, else dense).")
+
+
+def _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown, mode=None):
     from pipeline.evaluate import datasets, report
-    from pipeline.evaluate.gate import GateConfig
+    from pipeline.evaluate.gate import GateConfig, default_configuration
     from pipeline.evaluate.runner import evaluate
     from schemas import SchemaRegistry
 
     if chunker and whole_docs:
         raise click.UsageError("give --chunker or --whole-docs, not both")
     ds = datasets.load(dataset, data_root)
-    schema = None if whole_docs else SchemaRegistry().get(chunker or "default@1")
-    res = evaluate(ds, schema, GateConfig(data_root=data_root, model=ctx.model, progress=_progress).embedder_for(dataset), k)
+    default_ref, default_mode = default_configuration()
+    if mode is None:  # no --mode: the default configuration's mode, unless a chunker was chosen (its baseline is dense)
+        mode = default_mode if not chunker and not whole_docs else "dense"
+    schema = None if whole_docs else SchemaRegistry().get(chunker or default_ref)
+    res = evaluate(ds, schema, GateConfig(data_root=data_root, model=ctx.model or "default", progress=_progress).embedder_for(dataset),
+                   k, mode=mode)
     if markdown:
         Path(markdown).write_text(report.render_result(res, md=True), encoding="utf-8")
     _emit(res.to_dict(), as_json, lambda _: click.echo(report.render_result(res), nl=False))
@@ -37,15 +45,16 @@ def _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown):
 
 @main.group("eval", invoke_without_command=True)
 @click.option("--dataset", "-d", help="Preset (scifact, chroma) or a dataset folder; runs `eval run` with these options.")
-@click.option("--chunker", "-c", help="Chunker schema NAME@VERSION (default default@1).")
+@click.option("--chunker", "-c", help="Chunker schema NAME@VERSION (default: the default configuration's).")
 @click.option("--whole-docs", is_flag=True, help="Embed whole documents instead of chunks.")
 @click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question (span datasets).")
+@mode_option
 @data_root_option
 @json_option
 @pass_ctx
 @click.pass_context
 @_errors
-def eval_group(click_ctx, ctx, dataset, chunker, whole_docs, k, data_root, as_json):
+def eval_group(click_ctx, ctx, dataset, chunker, whole_docs, k, mode, data_root, as_json):
     """Retrieval quality of a chunker on golden sets, and the regression gate CI runs.
 
     \b
@@ -55,25 +64,26 @@ def eval_group(click_ctx, ctx, dataset, chunker, whole_docs, k, data_root, as_js
         if not dataset:
             click.echo(click_ctx.get_help())
             return
-        _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, None)
+        _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, None, mode)
 
 
 @eval_group.command("run")
 @click.option("--dataset", "-d", required=True, help="Preset (scifact, chroma) or a dataset folder (BEIR or span set).")
-@click.option("--chunker", "-c", help="Chunker schema NAME@VERSION (default default@1).")
+@click.option("--chunker", "-c", help="Chunker schema NAME@VERSION (default: the default configuration's).")
 @click.option("--whole-docs", is_flag=True, help="Embed whole documents instead of chunks.")
 @click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question (span datasets).")
+@mode_option
 @data_root_option
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the result as a markdown table to this file.")
 @json_option
 @pass_ctx
 @_errors
-def eval_run(ctx, dataset, chunker, whole_docs, k, data_root, markdown, as_json):
-    """Evaluate one chunker (or whole documents) on one dataset; re-embeds only texts not cached.
+def eval_run(ctx, dataset, chunker, whole_docs, k, mode, data_root, markdown, as_json):
+    """Evaluate one chunker (or whole documents) in one retrieval mode on one dataset; re-embeds only texts not cached.
 
-    Example: ragindex eval run --dataset scifact --whole-docs
+    Example: ragindex eval run --dataset scifact --whole-docs --mode hybrid
     """
-    _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown)
+    _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown, mode)
 
 
 @eval_group.command("tenant")
@@ -103,7 +113,7 @@ def eval_tenant(ctx, tenant, generation, k, as_json):
     gen = generation or current_id(paths)
     if gen is None:
         raise TenantError(f"tenant {tenant!r} has no live generation yet; run `ragindex reindex --tenant {tenant}` first")
-    metrics = tenant_quality(ctx.store, tenant, gen, ctx.embedder, k=k)
+    metrics = tenant_quality(ctx.store, tenant, gen, ctx.embedder_for(tenant), k=k)
     out = {"tenant": tenant, "generation": gen, "eval_set": eval_set, "k": k, "metrics": metrics}
 
     def human(o):
@@ -119,29 +129,34 @@ def eval_tenant(ctx, tenant, generation, k, as_json):
 @click.option("--dataset", default="chroma", show_default=True, help="Dataset for a new baseline (an existing one keeps its own).")
 @click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question, for a new baseline.")
 @click.option("--accept-regression", metavar="REASON", help="Record a regression on purpose; the reason is kept in the baseline.")
+@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), default="dense", show_default=True,
+              help="Retrieval mode of the baseline (benchmarks/baselines/NAME@VERSION[+MODE].json).")
 @baselines_option
 @data_root_option
 @json_option
 @pass_ctx
 @_errors
-def eval_record(ctx, refs, dataset, k, accept_regression, baselines, data_root, as_json):
-    """Write or refresh benchmarks/baselines/<NAME@VERSION>.json, keeping the diff against the old one.
+def eval_record(ctx, refs, dataset, k, accept_regression, mode, baselines, data_root, as_json):
+    """Write or refresh a baseline, benchmarks/baselines/<NAME@VERSION>[+MODE].json, keeping the diff against the old one.
 
-    Example: ragindex eval record --schema recursive-250@1
+    Without --schema: every gated schema (dense) and the default configuration.
+
+    Example: ragindex eval record --schema recursive-250@1 --mode hybrid
     """
-    from pipeline.evaluate.gate import GATED, GateConfig, record
+    from pipeline.evaluate.gate import GATED, GateConfig, default_configuration, record
 
-    cfg = GateConfig(baselines=baselines, data_root=data_root, model=ctx.model, progress=_progress)
+    cfg = GateConfig(baselines=baselines, data_root=data_root, model=ctx.model or "default", progress=_progress)
+    todo = [(ref, mode) for ref in refs] if refs else list(dict.fromkeys([(ref, "dense") for ref in GATED] + [default_configuration()]))
     out = []
-    for ref in refs or GATED:
-        b = record(ref, cfg, dataset, k, accept_regression)
-        out.append({key: b[key] for key in ("schema", "dataset", "chunker_fingerprint", "metrics", "tolerances", "accepted_regression")}
-                   | {"regressions": (b["previous"] or {}).get("regressions", [])})
+    for ref, m in todo:
+        b = record(ref, cfg, dataset, k, accept_regression, mode=m)
+        out.append({key: b[key] for key in ("schema", "mode", "dataset", "chunker_fingerprint", "metrics", "tolerances",
+                                            "accepted_regression")} | {"regressions": (b["previous"] or {}).get("regressions", [])})
 
     def human(rows):
         for r in rows:
             ms = "  ".join(f"{m} {100 * v:.2f}" for m, v in r["metrics"].items())
-            click.echo(f"recorded {r['schema']} on {r['dataset']}: {ms}")
+            click.echo(f"recorded {r['schema']} ({r['mode']}) on {r['dataset']}: {ms}")
             if r["regressions"]:
                 click.echo(f"  worse than the previous baseline on {', '.join(r['regressions'])}"
                            + (f"; accepted: {r['accepted_regression']}" if r["accepted_regression"] else
@@ -151,14 +166,16 @@ def eval_record(ctx, refs, dataset, k, accept_regression, baselines, data_root, 
 
 
 @eval_group.command("diff")
-@click.option("--schema", "refs", multiple=True, help="Only these schemas (default: every baseline).")
+@click.option("--schema", "refs", multiple=True,
+              help="Only these configurations, NAME@VERSION or NAME@VERSION+MODE (default: every baseline).")
+@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), help="Only the baselines of this retrieval mode.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown (e.g. a PR comment).")
 @baselines_option
 @data_root_option
 @json_option
 @pass_ctx
 @_errors
-def eval_diff(ctx, refs, markdown, baselines, data_root, as_json):
+def eval_diff(ctx, refs, mode, markdown, baselines, data_root, as_json):
     """The CI gate: skip unchanged schemas, evaluate changed ones, fail on regressions (exit 5).
 
     Example: ragindex eval diff --markdown gate.md
@@ -166,7 +183,8 @@ def eval_diff(ctx, refs, markdown, baselines, data_root, as_json):
     from pipeline.evaluate import report
     from pipeline.evaluate.gate import GateConfig, diff
 
-    verdicts = diff(GateConfig(baselines=baselines, data_root=data_root, model=ctx.model, progress=_progress), list(refs) or None)
+    verdicts = diff(GateConfig(baselines=baselines, data_root=data_root, model=ctx.model or "default", progress=_progress),
+                    list(refs) or None, mode=mode)
     if markdown:
         Path(markdown).write_text(report.render(verdicts, md=True), encoding="utf-8")
     _emit(report.verdicts_json(verdicts), as_json, lambda _: click.echo(report.render(verdicts), nl=False))

@@ -52,6 +52,15 @@ class Dataset:
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     spans: dict[str, list[Span]] = field(default_factory=dict)
 
+    def subset(self, query_ids: list[str], suffix: str) -> "Dataset":
+        """The same documents with only ``query_ids`` (a tuning or a held-out half)."""
+        keep = set(query_ids)
+        pairs = [(q, t) for q, t in zip(self.query_ids, self.queries) if q in keep]
+        return Dataset(name=f"{self.name}:{suffix}", path=self.path, kind=self.kind, doc_ids=self.doc_ids, texts=self.texts,
+                       query_ids=[q for q, _ in pairs], queries=[t for _, t in pairs],
+                       qrels={q: v for q, v in self.qrels.items() if q in keep},
+                       spans={q: v for q, v in self.spans.items() if q in keep})
+
     def fingerprint(self) -> str:
         """sha256 over documents, questions and labels: a baseline is only comparable on the same data."""
         h = hashlib.sha256()

@@ -31,6 +31,25 @@ from pipeline.fsutil import atomic_write_text
 REPO = Path(__file__).resolve().parents[2]
 BASELINES_ENV = "RAGINDEX_BASELINES"
 GATED = ("default@1", "recursive-250@1", "recursive-200@1", "token-250-125@1", "token-200@1")
+MODES = ("dense", "bm25", "hybrid")
+
+
+def config_name(ref: str, mode: str = "dense") -> str:
+    """A gated configuration's name (and baseline file stem): ``NAME@VERSION``, ``+MODE`` unless dense."""
+    return ref if mode == "dense" else f"{ref}+{mode}"
+
+
+def parse_config(name: str) -> tuple[str, str]:
+    ref, _, mode = name.partition("+")
+    return ref, mode or "dense"
+
+
+def default_configuration() -> tuple[str, str]:
+    """What users get: the default schema and the default search mode."""
+    from pipeline.search import DEFAULT_MODE
+    from schemas.registry import DEFAULT_SCHEMA
+
+    return DEFAULT_SCHEMA, DEFAULT_MODE
 GATE_DATASET = "chroma"
 TOLERANCE_SE = 1.0  # default tolerance = this many bootstrap standard errors of the baseline mean
 MIN_TOLERANCE = 0.002  # a metric with (almost) no spread still gets a few tenths of a point
@@ -41,8 +60,8 @@ def baselines_dir(path: Path | None = None) -> Path:
     return Path(path or os.environ.get(BASELINES_ENV) or REPO / "benchmarks" / "baselines")
 
 
-def baseline_path(ref: str, root: Path | None = None) -> Path:
-    return baselines_dir(root) / f"{ref}.json"
+def baseline_path(ref: str, root: Path | None = None, mode: str = "dense") -> Path:
+    return baselines_dir(root) / f"{config_name(ref, mode)}.json"
 
 
 def embedder_identity(model: str) -> dict:
@@ -117,16 +136,17 @@ def compare(before: dict[str, float], after: dict[str, float], tol: dict[str, fl
     return out
 
 
-def record(ref: str, cfg: GateConfig, dataset: str = GATE_DATASET, k: int = 5, accepted_regression: str | None = None) -> dict:
-    """Evaluate ``ref`` and write its baseline, keeping the diff against the one it replaces."""
+def record(ref: str, cfg: GateConfig, dataset: str = GATE_DATASET, k: int = 5, accepted_regression: str | None = None,
+           mode: str = "dense") -> dict:
+    """Evaluate ``ref`` in ``mode`` and write its baseline, keeping the diff against the one it replaces."""
     from schemas import SchemaRegistry
 
-    path = baseline_path(ref, cfg.baselines)
+    path = baseline_path(ref, cfg.baselines, mode)
     old = load_baseline(path) if path.exists() else None
     if old is not None:
         dataset, k = old["dataset"], old["k"]
     ds = datasets.load(dataset, cfg.data_root)
-    res = evaluate(ds, SchemaRegistry().get(ref), cfg.embedder_for(dataset), k)
+    res = evaluate(ds, SchemaRegistry().get(ref), cfg.embedder_for(dataset), k, mode=mode)
     tolerances = (old or {}).get("tolerances") or tolerances_from(res.noise)
     previous = None
     same = old is not None and (old["chunker_fingerprint"], old["dataset_fingerprint"], old["embedder"].get("fingerprint")) == (
@@ -148,6 +168,8 @@ def record(ref: str, cfg: GateConfig, dataset: str = GATE_DATASET, k: int = 5, a
         }
     baseline = {
         "schema": ref,
+        "mode": mode,
+        "hybrid": res.hybrid,
         "dataset": dataset,
         "dataset_fingerprint": res.dataset_fingerprint,
         "k": k,
@@ -217,12 +239,13 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
 
     t0 = time.perf_counter()
     base = load_baseline(path)
-    ref = base["schema"]
-    record_cmd = f"ragindex eval record --schema {ref}"
+    ref, mode = base["schema"], base.get("mode", "dense")
+    name = config_name(ref, mode)
+    record_cmd = f"ragindex eval record --schema {ref}" + (f" --mode {mode}" if mode != "dense" else "")
     try:
         schema = SchemaRegistry().get(ref)
     except SchemaError as exc:
-        return Verdict(ref, "missing", False, [str(exc)], f"restore the schema file, or delete {path} if {ref} is retired")
+        return Verdict(name, "missing", False, [str(exc)], f"restore the schema file, or delete {path} if {ref} is retired")
     ds = datasets.load(base["dataset"], cfg.data_root)
     changed = []
     if schema.fingerprint() != base["chunker_fingerprint"]:
@@ -230,18 +253,20 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
     if ds.fingerprint() != base["dataset_fingerprint"]:
         changed.append(f"dataset {base['dataset_fingerprint'][:12]} -> {ds.fingerprint()[:12]}")
     ident = embedder_identity(cfg.model)
-    if any(base["embedder"].get(key) != v for key, v in ident.items()):
+    if mode != "bm25" and any(base["embedder"].get(key) != v for key, v in ident.items()):
         changed.append(f"embedder {base['embedder'].get('model')} -> {ident['model']} (weights differ)")
+    if mode == "hybrid" and base.get("hybrid") != _hybrid_label():
+        changed.append(f"fusion {base.get('hybrid')} -> {_hybrid_label()}")
     if not changed:
         prev = base.get("previous") or {}
         if prev.get("regressions") and not base.get("accepted_regression"):
-            return Verdict(ref, "recorded-regression", False,
+            return Verdict(name, "recorded-regression", False,
                            [f"the recorded baseline is worse than the one it replaced on {', '.join(prev['regressions'])}"],
                            f"fix the chunker, or re-record with a reason: {record_cmd} --accept-regression \"why\"",
                            diff=prev.get("diff", {}), seconds=time.perf_counter() - t0)
         note = [f"accepted regression: {base['accepted_regression']}"] if prev.get("regressions") else []
-        return Verdict(ref, "skipped", True, ["fingerprints unchanged; nothing evaluated"] + note, seconds=time.perf_counter() - t0)
-    res = evaluate(ds, schema, cfg.embedder_for(base["dataset"]), base["k"])
+        return Verdict(name, "skipped", True, ["fingerprints unchanged; nothing evaluated"] + note, seconds=time.perf_counter() - t0)
+    res = evaluate(ds, schema, cfg.embedder_for(base["dataset"]), base["k"], mode=mode)
     diff = compare(base["metrics"], res.metrics, base.get("tolerances") or tolerances_from(base.get("noise", {})))
     _add_paired_ci(diff, base.get("per_question", {}), res.per_question)
     regressions = [m for m, d in diff.items() if d["regression"]]
@@ -250,30 +275,44 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
     reasons.append("changed since the baseline was recorded: " + "; ".join(changed))
     fix = (f"if the change is intended, re-record: {record_cmd}"
            + (" --accept-regression \"why\"" if regressions else ""))
-    return Verdict(ref, "regression" if regressions else "not-recorded", False, reasons, fix, diff,
+    return Verdict(name, "regression" if regressions else "not-recorded", False, reasons, fix, diff,
                    _losers(base, res, ds, primary), changed, res.embed.embedded, time.perf_counter() - t0)
 
 
+def _hybrid_label() -> str:
+    from pipeline.hybrid import DEFAULT_HYBRID
+
+    return DEFAULT_HYBRID.label()
+
+
 def unbaselined(cfg: GateConfig) -> list[Verdict]:
-    """New versions of a gated schema must arrive with their own baseline."""
+    """New versions of a gated schema must arrive with their own baseline, and so must the default configuration."""
     from schemas import SchemaRegistry
     from schemas.chunker import parse_ref
 
     have = {p.stem for p in baselines_dir(cfg.baselines).glob("*.json")}
-    gated_names = {parse_ref(r)[0] for r in have}
+    gated_names = {parse_ref(parse_config(r)[0])[0] for r in have}
     out = []
     for ref in sorted(SchemaRegistry().files()):
         if parse_ref(ref)[0] in gated_names and ref not in have:
             out.append(Verdict(ref, "missing", False, [f"{ref} is a new version of a gated schema and has no baseline"],
                                f"ragindex eval record --schema {ref}"))
+    ref, mode = default_configuration()
+    # A baselines folder that gates the default schema's family must hold the default configuration itself.
+    if parse_ref(ref)[0] in gated_names and config_name(ref, mode) not in have:
+        out.append(Verdict(config_name(ref, mode), "missing", False,
+                           [f"the default configuration ({ref}, {mode}) has no baseline"],
+                           f"ragindex eval record --schema {ref} --mode {mode}"))
     return out
 
 
-def diff(cfg: GateConfig, refs: list[str] | None = None) -> list[Verdict]:
-    """Judge every baseline (or only ``refs``); the gate passes when every verdict is ok."""
+def diff(cfg: GateConfig, refs: list[str] | None = None, mode: str | None = None) -> list[Verdict]:
+    """Judge every baseline (or only ``refs``, or only ``mode``'s); the gate passes when every verdict is ok."""
     paths = sorted(baselines_dir(cfg.baselines).glob("*.json"))
+    if mode:
+        paths = [p for p in paths if parse_config(p.stem)[1] == mode]
     if refs:
-        paths = [baseline_path(r, cfg.baselines) for r in refs]
+        paths = [baseline_path(parse_config(r)[0], cfg.baselines, parse_config(r)[1]) for r in refs]
     if not paths:
         raise FileNotFoundError(f"no baselines in {baselines_dir(cfg.baselines)}; record them with `ragindex eval record --schema NAME@VERSION`")
-    return [judge(p, cfg) for p in paths] + ([] if refs else unbaselined(cfg))
+    return [judge(p, cfg) for p in paths] + ([] if refs or mode else unbaselined(cfg))

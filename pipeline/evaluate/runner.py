@@ -18,6 +18,9 @@ from pipeline.evaluate.datasets import Dataset
 from pipeline.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, doc_scores, span_scores
 from pipeline.evaluate.vectors import CachedEmbedder, EmbedStats
 from pipeline.fsutil import sha256_text
+from pipeline.hybrid import DEFAULT_HYBRID, HybridParams, fuse
+from pipeline.lexical import LexicalIndex, collection_stats, query_terms
+from pipeline.lexical import score as bm25_score
 
 WHOLE_DOCS = "whole-docs"
 DOC_DEPTH = 100  # documents ranked per question (recall@100 needs 100)
@@ -48,6 +51,8 @@ class EvalResult:
     chunks: int
     embed: EmbedStats = field(default_factory=EmbedStats)
     seconds: float = 0.0
+    mode: str = "dense"
+    hybrid: str | None = None  # the fusion configuration, for mode hybrid
 
     def to_dict(self, per_question: bool = False) -> dict:
         d = asdict(self)
@@ -95,21 +100,80 @@ def top_chunks(q: np.ndarray, vecs: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([_top(q[b : b + QUERY_BLOCK] @ vecs.T, k) for b in range(0, len(q), QUERY_BLOCK)]) if len(q) else np.zeros((0, k), int)
 
 
-def score(ds: Dataset, chunks: Chunks, qvecs: np.ndarray, cvecs: np.ndarray, k: int) -> dict[str, dict[str, float]]:
-    """Per-question metrics for ``ds`` given query and chunk vectors."""
+def lexical_index(chunks: Chunks) -> LexicalIndex:
+    """BM25 over the chunks, as a segment would hold it (heading paths are not part of eval chunks)."""
+    return LexicalIndex.build(chunks.texts)
+
+
+def lexical_scores(lex: LexicalIndex, query: str) -> np.ndarray:
+    terms = query_terms(query)
+    return bm25_score(lex, None, terms, collection_stats([(lex, None)], terms))
+
+
+def _ranked(scores: np.ndarray, ids: list[str], k: int) -> list[int]:
+    """The ``k`` best rows, ties broken by a stable key (the chunk's identity), best first."""
+    top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return sorted(top.tolist(), key=lambda i: (-scores[i], ids[i]))
+
+
+def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np.ndarray | None, k: int, mode: str,
+                params: HybridParams = DEFAULT_HYBRID, lex: LexicalIndex | None = None) -> list[list[int]]:
+    """Per query, the ``k`` best chunks under ``mode`` (the same fusion search uses; exact dense scores)."""
+    ids = [f"{d}|{s}|{e}" for d, s, e in zip(chunks.doc_ids, chunks.starts, chunks.ends)]
+    if mode == "dense":
+        return [row.tolist() for row in top_chunks(qvecs, cvecs, k)]
+    lex = lex or lexical_index(chunks)
+    out = []
+    for qi, query in enumerate(ds.queries):
+        ls = lexical_scores(lex, query)
+        if mode == "bm25":
+            pos = np.flatnonzero(ls > 0)
+            out.append([int(pos[i]) for i in _ranked(ls[pos], [ids[j] for j in pos], k)] if len(pos) else [])
+            continue
+        depth = max(params.depth, k)
+        ds_ = cvecs @ qvecs[qi]
+        dense = [(i, float(ds_[i])) for i in _ranked(ds_, ids, depth)]
+        pos = np.flatnonzero(ls > 0)
+        lexical = [(int(pos[i]), float(ls[pos[i]])) for i in _ranked(ls[pos], [ids[j] for j in pos], depth)] if len(pos) else []
+        keys = {i for i, _ in dense} | {i for i, _ in lexical}
+        fused = fuse(dense, lexical, {i: float(ds_[i]) for i in keys}, {i: max(float(ls[i]), 0.0) for i in keys}, params)
+        fused.sort(key=lambda kv: (-kv[1], ids[kv[0]]))
+        out.append([i for i, _ in fused[:k]])
+    return out
+
+
+def score(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np.ndarray | None, k: int, mode: str = "dense",
+          params: HybridParams = DEFAULT_HYBRID) -> dict[str, dict[str, float]]:
+    """Per-question metrics for ``ds`` given query and chunk vectors, under a retrieval mode."""
     per_q: dict[str, dict[str, float]] = {}
     if ds.kind == "docs":
-        for qid, ranked in zip(ds.query_ids, rank_documents(qvecs, cvecs, chunks.doc_ids)):
+        if mode == "dense":
+            ranking = rank_documents(qvecs, cvecs, chunks.doc_ids)
+        elif mode == "bm25":  # each document scores its best chunk, exactly, as dense does
+            lex = lexical_index(chunks)
+            ranking = [_best_docs(lexical_scores(lex, q), chunks.doc_ids) for q in ds.queries]
+        else:
+            ranking = [list(dict.fromkeys(chunks.doc_ids[i] for i in row))[:DOC_DEPTH]
+                       for row in rank_chunks(ds, chunks, qvecs, cvecs, DOC_DEPTH * 10, mode, params)]
+        for qid, ranked in zip(ds.query_ids, ranking):
             per_q[qid] = doc_scores(ranked, ds.qrels[qid])
         return per_q
     by_doc: dict[str, list[tuple[int, int]]] = {}
     for d, s, e in zip(chunks.doc_ids, chunks.starts, chunks.ends):
         by_doc.setdefault(d, []).append((s, e))
-    for qid, top in zip(ds.query_ids, top_chunks(qvecs, cvecs, k)):
+    for qid, top in zip(ds.query_ids, rank_chunks(ds, chunks, qvecs, cvecs, k, mode, params)):
         retrieved = [(chunks.doc_ids[i], chunks.starts[i], chunks.ends[i]) for i in top]
         refs = [(s.doc_id, s.start, s.end) for s in ds.spans[qid]]
         per_q[qid] = span_scores(retrieved, refs, by_doc)
     return per_q
+
+
+def _best_docs(scores: np.ndarray, doc_ids: list[str], depth: int = DOC_DEPTH) -> list[str]:
+    best: dict[str, float] = {}
+    for d, sc in zip(doc_ids, scores.tolist()):
+        if sc > 0 and sc > best.get(d, 0.0):
+            best[d] = sc
+    return [d for d, _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]]
 
 
 def summarize(ds: Dataset, per_q: dict[str, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
@@ -123,14 +187,15 @@ def summarize(ds: Dataset, per_q: dict[str, dict[str, float]]) -> tuple[dict[str
     return means, noise
 
 
-def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5) -> EvalResult:
-    """Chunk with ``schema`` (None: whole documents), embed through the cache, search exactly, score."""
+def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5, mode: str = "dense",
+             params: HybridParams = DEFAULT_HYBRID) -> EvalResult:
+    """Chunk with ``schema`` (None: whole documents), embed through the cache (not for bm25), rank, score."""
     t0 = time.perf_counter()
     chunks = whole_docs(ds) if schema is None else chunk_dataset(ds, schema)
     before = EmbedStats(**asdict(embedder.stats))
-    qvecs = embedder.embed(ds.queries)
-    cvecs = embedder.embed(chunks.texts)
-    per_q = score(ds, chunks, qvecs, cvecs, k)
+    qvecs = embedder.embed(ds.queries) if mode != "bm25" else None
+    cvecs = embedder.embed(chunks.texts) if mode != "bm25" else None
+    per_q = score(ds, chunks, qvecs, cvecs, k, mode, params)
     means, noise = summarize(ds, per_q)
     spent = EmbedStats(**asdict(embedder.stats))
     for f in ("texts", "unique_texts", "cache_hits", "embedded", "tokens", "seconds"):
@@ -139,6 +204,7 @@ def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5) -> EvalR
         dataset=ds.name, dataset_fingerprint=ds.fingerprint(),
         chunker=WHOLE_DOCS if schema is None else schema.ref,
         chunker_fingerprint=WHOLE_DOCS if schema is None else schema.fingerprint(),
-        embedder_fingerprint=embedder.embedder.fingerprint, k=k, metrics=means, noise=noise,
+        embedder_fingerprint=embedder.embedder.fingerprint if mode != "bm25" else "bm25", k=k, metrics=means, noise=noise,
         per_question=per_q, chunks=len(chunks.texts), embed=spent, seconds=time.perf_counter() - t0,
+        mode=mode, hybrid=params.label() if mode == "hybrid" else None,
     )

@@ -10,7 +10,8 @@ from pipeline.evaluate.vectors import CachedEmbedder, eval_cache_path
 from pipeline.index import LoadedGeneration, load_generation
 
 
-def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embedder, k: int = 5) -> dict[str, float] | None:
+def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embedder, k: int = 5,
+                   mode: str | None = None) -> dict[str, float] | None:
     """Metrics of a generation of ``tenant`` on its eval set; None when it has none.
 
     ``generation`` is a loaded candidate (not yet written) or a generation id.
@@ -25,13 +26,26 @@ def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embed
         return None
     ds = datasets.load(settings.eval_set)
     gen = load_generation(store.require(tenant), generation) if isinstance(generation, str) else generation
+    if hasattr(embedder, "with_epoch"):  # a hosted model, in the generation's key space
+        embedder = embedder.with_epoch(gen.manifest.embedder_epoch)
     if gen.manifest.embedder_fp != embedder.fingerprint:
         raise ValueError(f"generation {gen.gen_id} of tenant {tenant!r} was embedded with another model; evaluate it with that model")
-    qvecs = CachedEmbedder(eval_cache_path(f"tenant-{tenant}", store.root), lambda: embedder, label=f"eval-{tenant}").embed(ds.queries)
+    mode = mode or gen.manifest.search_mode
+    qvecs = (CachedEmbedder(eval_cache_path(f"tenant-{tenant}", store.root), lambda: embedder, label=f"eval-{tenant}")
+             .embed(ds.queries) if mode != "bm25" else None)
     # Deep enough that documents ranked by their best chunk are exact up to DOC_DEPTH for
     # typical chunk counts per document; for a span set only the top k matter.
     depth = min(gen.ntotal, max(k, DOC_DEPTH * 10) if ds.kind == "docs" else k)
-    hits = gen.search(qvecs, depth) if depth else [[] for _ in ds.queries]
+    if not depth:
+        hits = [[] for _ in ds.queries]
+    elif mode == "dense":
+        hits = gen.search(qvecs, depth)
+    elif mode == "bm25":
+        hits = [gen.search_lexical(q, depth) for q in ds.queries]
+    else:
+        from pipeline.hybrid import DEFAULT_HYBRID
+
+        hits = [gen.search_hybrid(q, v, depth, DEFAULT_HYBRID) for q, v in zip(ds.queries, qvecs)]
     per_q = {}
     by_doc: dict[str, list[tuple[int, int]]] = {}
     located = [[_locate(gen, c) for c in row] for row in hits]

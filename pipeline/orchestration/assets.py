@@ -55,6 +55,7 @@ class DocumentsConfig(dg.Config):
 class EmbeddingsConfig(dg.Config):
     budget_tokens: Optional[int] = None
     max_cost_usd: Optional[float] = None
+    accept_model_drift: bool = False  # a hosted model changed behind its name: move to it (everything re-embedded)
     lock_wait_s: float = IN_RUN_LOCK_WAIT_S
 
 
@@ -71,7 +72,8 @@ def _run(context, store: TenantStoreResource, embedder: EmbedderResource, prices
     if changes is not None:
         kw.setdefault("source", changes.config.source)
         kw.setdefault("chunker", changes.config.chunker)
-    return TenantRun(store.get(), context.partition_key, embedder=embedder.get(), prices=prices.get(), **kw)
+    st = store.get()
+    return TenantRun(st, context.partition_key, embedder=embedder.for_tenant(st, context.partition_key), prices=prices.get(), **kw)
 
 
 def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
@@ -132,7 +134,8 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
     def embeddings(context: dg.AssetExecutionContext, config: EmbeddingsConfig, chunks: StagedChunks, store: TenantStoreResource,
                    embedder: EmbedderResource, prices: PricesResource):
         fault_point("embeddings-lock")
-        with _run(context, store, embedder, prices, chunks.changes, budget=Budget(config.budget_tokens, config.max_cost_usd)) as run:
+        with _run(context, store, embedder, prices, chunks.changes, budget=Budget(config.budget_tokens, config.max_cost_usd),
+                  accept_model_drift=config.accept_model_drift) as run:
             done = run.embed(chunks, wait=config.lock_wait_s)
             missing = run.missing_vectors(done.staged)
         plan, ledger, gate = done.plan, done.ledger, done.budget

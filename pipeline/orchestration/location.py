@@ -21,7 +21,8 @@ REINDEX_JOB = "reindex_tenant"
 
 def build_definitions(*, store_root: str | Path | None = None, sources_root: str | Path | None = None,
                       model: str | None = None, device: str | None = None, prices: str | Path | None = None,
-                      default_schema: str = "default@1", executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+                      default_schema: str = "default@1", executor: dg.ExecutorDefinition | None = None,
+                      dimensions: int | None = None) -> dg.Definitions:
     """Definitions over one tenant store. ``None`` arguments fall back to the environment.
 
     ``executor`` replaces Dagster's default multiprocess executor, e.g. with
@@ -39,7 +40,8 @@ def build_definitions(*, store_root: str | Path | None = None, sources_root: str
         executor=executor,
         resources={
             "store": store,
-            "embedder": EmbedderResource(model=model or os.environ.get("RAGINDEX_MODEL") or "default", device=device),
+            "embedder": EmbedderResource(model=model or os.environ.get("RAGINDEX_MODEL") or None, device=device,
+                                         dimensions=dimensions),
             "prices": PricesResource(path=str(prices) if prices else None),
             "sources": SourcesResource(root=str(Path(sources).absolute())),
         },

@@ -14,21 +14,35 @@ from pipeline.tenants import TenantStore
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """The embedding model: 'default' (bundled all-MiniLM-L6-v2), 'hash' (tests) or a model directory."""
+    """The embedding model: 'default' (bundled all-MiniLM-L6-v2), 'hash' (tests), a model directory or
+    openai:MODEL. Empty: each tenant's own setting (``ragindex tenants add --model``), else 'default'."""
 
-    model: str = "default"
+    model: Optional[str] = None
     device: Optional[str] = None
+    dimensions: Optional[int] = None
 
-    _embedder = PrivateAttr(default=None)
+    _embedders: dict = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Loading the model costs seconds; once per run process, shared by the steps it runs.
-        self._embedder = EmbedderConfig(self.model, self.device).build()
+        # Loading a local model costs seconds: once per run process, shared by the steps it runs.
+        if self.model:
+            self.get()
+
+    def _build(self, model: str, dimensions: Optional[int]):
+        key = (model, dimensions)
+        if key not in self._embedders:
+            self._embedders[key] = EmbedderConfig(model, self.device, dimensions).build()
+        return self._embedders[key]
 
     def get(self):
-        if self._embedder is None:  # direct use outside a run (sensors, tests)
-            self._embedder = EmbedderConfig(self.model, self.device).build()
-        return self._embedder
+        return self._build(self.model or "default", self.dimensions)
+
+    def for_tenant(self, store: TenantStore, tenant: str):
+        """This resource's model, or the tenant's own when the resource names none."""
+        if self.model:
+            return self.get()
+        s = store.settings(tenant) if store.exists(tenant) else None
+        return self._build((s and s.model) or "default", self.dimensions or (s and s.dimensions) or None)
 
 
 class TenantStoreResource(dg.ConfigurableResource):

@@ -26,12 +26,14 @@ from pipeline.sources import Skipped
 from pipeline.tenants import TenantStore
 
 
-def _run_config(source, chunker, budget: Budget, wait: float, rescan: bool, rebuild: bool, allow_deletions) -> dict:
+def _run_config(source, chunker, budget: Budget, wait: float, rescan: bool, rebuild: bool, allow_deletions,
+                accept_model_drift: bool = False) -> dict:
     later = max(float(wait), IN_RUN_LOCK_WAIT_S)
     documents = {"source": str(Path(source).absolute()) if source else None, "chunker": chunker, "rescan": rescan,
                  "rebuild": rebuild, "allow_deletions": allow_deletions, "lock_wait_s": float(wait)}
     money = {"budget_tokens": budget.tokens, "max_cost_usd": budget.cost_usd}
-    ops = {"documents": documents, "embeddings": {**money, "lock_wait_s": later}, "tenant_index": {**money, "lock_wait_s": later}}
+    ops = {"documents": documents, "embeddings": {**money, "accept_model_drift": accept_model_drift, "lock_wait_s": later},
+           "tenant_index": {**money, "lock_wait_s": later}}
     return {
         # --wait applies to the run's first lock; later assets queue behind any writer
         # that came in between (assets.IN_RUN_LOCK_WAIT_S) rather than fail halfway.
@@ -47,7 +49,8 @@ def _plan_from_report(report: dict) -> Plan:
 
 def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker: str | None = None, model: str = "default",
                        prices: Path | None = None, budget: Budget = Budget(), wait: float = 0.0, rescan: bool = False,
-                       rebuild: bool = False, allow_deletions: bool | None = None, instance=None) -> tuple[dict, list[Skipped]]:
+                       rebuild: bool = False, allow_deletions: bool | None = None, accept_model_drift: bool = False,
+                       dimensions: int | None = None, instance=None) -> tuple[dict, list[Skipped]]:
     """Run the `reindex_tenant` job for one tenant partition; return (the CLI's result dict, skipped inputs).
 
     Raises BudgetExceeded (nothing changed), ChecksFailed (a blocking check
@@ -55,7 +58,7 @@ def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker:
     stage's own error (TenantError, TenantBusy, ...).
     """
     resolve(store, tenant, source, chunker)  # a readable error before any partition or run exists
-    defs = build_definitions(store_root=store.root, model=model, prices=prices)
+    defs = build_definitions(store_root=store.root, model=model, prices=prices, dimensions=dimensions)
     job = defs.resolve_job_def(REINDEX_JOB)
     run_id = make_new_run_id()
     own = instance is None
@@ -65,7 +68,8 @@ def reindex_in_dagster(store: TenantStore, tenant: str, *, source=None, chunker:
             instance.add_dynamic_partitions("tenants", [tenant])
         try:
             # raise_on_error: a stage's own exception (TenantError, TenantBusy...) reaches the CLI unchanged.
-            job.execute_in_process(run_config=_run_config(source, chunker, budget, wait, rescan, rebuild, allow_deletions),
+            job.execute_in_process(run_config=_run_config(source, chunker, budget, wait, rescan, rebuild, allow_deletions,
+                                                          accept_model_drift),
                                    instance=instance,
                                    run_id=run_id, partition_key=tenant, tags={"ragindex/trigger": "cli"})
         except DagsterAssetCheckFailedError:

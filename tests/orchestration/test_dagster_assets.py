@@ -105,7 +105,7 @@ def test_failed_quality_check_blocks_promotion(store, tenants, instance, monkeyp
     store.save_settings("acme", TenantSettings(source=str(edited), eval_set="scifact"))
     # The evaluation itself is the evaluation package's (tested there); here only its verdict matters.
     monkeypatch.setattr(pipeline.evaluate.tenant, "tenant_quality",
-                        lambda store, tenant, gen, embedder: {"ndcg@10": 0.9 if gen == live else 0.5})
+                        lambda store, tenant, gen, embedder, **kw: {"ndcg@10": 0.9 if gen == live else 0.5})
     result = materialize(store, instance, "acme", raise_on_error=False)
     assert not result.success
     assert checks(result) == {"deletions_within_limit": True, "budget_respected": True, "index_consistency": True,

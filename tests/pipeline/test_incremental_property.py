@@ -1,5 +1,6 @@
 """Property: any sequence of edits, deletes, adds, renames, touches, schema changes and compactions,
-indexed run by run, searches exactly like a fresh full build of the final corpus (exact indexes).
+indexed run by run, searches exactly like a fresh full build of the final corpus (exact indexes), in every
+mode: BM25 statistics are the whole generation's, so segment boundaries never change a score.
 
 Copies make identical chunks, hence equal scores: results must not depend on which segment a tied chunk
 sits in, so search breaks ties by chunk id and asks a segment for more when a tie straddles the cut."""
@@ -57,8 +58,10 @@ def _apply(folder, op: str, n: int, state: dict) -> None:
 
 
 def _results(store: TenantStore, emb) -> list:
+    """Every mode: dense (FAISS per segment), bm25 (generation-wide statistics) and hybrid (both, fused)."""
     s = Searcher(store, emb)
-    return [[(h.doc_id, h.start, h.end, h.text, round(h.score, 6)) for h in s.search("acme", q, k=15)] for q in QUERIES]
+    return [[(h.doc_id, h.start, h.end, h.text, round(h.score, 5)) for h in s.search("acme", q, k=15, mode=mode)]
+            for q in QUERIES for mode in ("dense", "bm25", "hybrid")]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

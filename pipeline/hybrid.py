@@ -1,0 +1,70 @@
+"""Fusing dense and BM25 results: the methods the evaluation compares and the one search uses.
+
+Both retrievers return their ``depth`` best rows with scores; every candidate of
+either list gets both scores (a dense score is an exact inner product with the
+row's stored vector, a BM25 score is read from the full score array), then:
+
+* ``rrf``: reciprocal rank fusion, ``sum 1 / (k_rrf + rank)`` over the two lists
+  (ranks only; a candidate absent from a list contributes nothing from it);
+* ``weighted``: each score min-max normalised over the union of candidates, then
+  ``alpha * dense + (1 - alpha) * bm25``;
+* ``rescore``: only BM25's candidates, ordered by that weighted combination
+  (``alpha = 1`` is pure dense re-scoring of BM25's candidates).
+
+``params_for(mode)`` holds the configuration each mode uses; they were tuned on
+SciFact's train queries and half of the chunking-evaluation questions only
+(benchmarks/retrieval.py), and reported on the other data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable, Literal, Sequence
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    method: Literal["rrf", "weighted", "rescore"] = "weighted"
+    alpha: float = 0.5  # weight of the dense score (weighted, rescore)
+    k_rrf: int = 60
+    depth: int = 50  # candidates taken from each retriever
+
+    def label(self) -> str:
+        if self.method == "rrf":
+            return f"rrf(k={self.k_rrf}, depth={self.depth})"
+        return f"{self.method}(alpha={self.alpha}, depth={self.depth})"
+
+
+# The configuration `--mode hybrid` uses (chosen by benchmarks/retrieval.py on the tuning halves).
+DEFAULT_HYBRID = HybridParams(method="weighted", alpha=0.5, depth=50)
+
+
+def _minmax(scores: dict[Hashable, float]) -> dict[Hashable, float]:
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    span = hi - lo
+    return {k: (v - lo) / span if span > 0 else 1.0 for k, v in scores.items()}
+
+
+def fuse(dense: Sequence[tuple[Hashable, float]], lexical: Sequence[tuple[Hashable, float]],
+         dense_of: dict[Hashable, float], lexical_of: dict[Hashable, float], params: HybridParams) -> list[tuple[Hashable, float]]:
+    """Candidates in fused order with their fused score (higher first; ties keep no order: the caller breaks them).
+
+    ``dense`` / ``lexical``: each retriever's own top list (key, score), best
+    first. ``dense_of`` / ``lexical_of``: both scores for every candidate of the
+    union (``fill`` them before calling).
+    """
+    if params.method == "rrf":
+        out: dict[Hashable, float] = {}
+        for ranked in (dense, lexical):
+            for rank, (key, _) in enumerate(ranked, start=1):
+                out[key] = out.get(key, 0.0) + 1.0 / (params.k_rrf + rank)
+        return sorted(out.items(), key=lambda kv: -kv[1])
+    keys = [k for k, _ in lexical] if params.method == "rescore" else list(dict.fromkeys([k for k, _ in dense] + [k for k, _ in lexical]))
+    d = _minmax({k: dense_of[k] for k in keys})
+    lx = _minmax({k: lexical_of[k] for k in keys})
+    fused = {k: params.alpha * d[k] + (1 - params.alpha) * lx[k] for k in keys}
+    return sorted(fused.items(), key=lambda kv: -kv[1])
