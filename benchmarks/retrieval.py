@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,12 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.evaluate import datasets  # noqa: E402
-from pipeline.evaluate.runner import chunk_dataset, rank_chunks, score, summarize, whole_docs  # noqa: E402
+from pipeline.evaluate.runner import chunk_dataset, score, summarize, whole_docs  # noqa: E402
 from pipeline.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
 from pipeline.hybrid import HybridParams  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-SCHEMAS = ["default@1", "recursive-200@1", "recursive-250@1", "token-200@1"]
+SCHEMAS = ["default@1", "recursive-200@1", "cluster-200@1", "recursive-250@1", "token-200@1"]
 GRID = ([HybridParams("rrf", k_rrf=k, depth=d) for k in (10, 30, 60) for d in (20, 50)]
         + [HybridParams("weighted", alpha=a, depth=d) for a in (0.3, 0.4, 0.5, 0.6, 0.7) for d in (20, 50)]
         + [HybridParams("rescore", alpha=a, depth=d) for a in (0.5, 0.7, 1.0) for d in (20, 50)])
@@ -95,7 +94,7 @@ def main() -> None:
     tune, report = halves(chroma)
     emb = CachedEmbedder(eval_cache_path("chroma"), EmbedderConfig("default").build, label="eval-chroma")
     for ref in schemas:
-        chunks = chunk_dataset(chroma, reg.get(ref))
+        chunks = chunk_dataset(chroma, reg.get(ref), emb.embed)  # cluster: pieces through the same cache
         vectors: dict = {}
         rows = {}
         for mode in ("dense", "bm25"):
@@ -112,6 +111,8 @@ def main() -> None:
         full = {mode: run(chroma, chunks, emb, mode, best if mode == "hybrid" else None, 5, vectors) for mode in ("dense", "bm25", "hybrid")}
         out["chroma"][ref] = {
             "chunks": len(chunks.texts),
+            "tune_half": {mode: rows[mode]["tune"]["metrics"] for mode in ("dense", "bm25")}
+                         | {"hybrid": dict(next(m for p, m in tuned if p == best))},
             "report_half": {mode: rows[mode]["report"]["metrics"] for mode in ("dense", "bm25", "hybrid")},
             "all_questions": {mode: full[mode]["metrics"] for mode in full},
             "all_questions_noise": {mode: full[mode]["noise"] for mode in full},
@@ -125,8 +126,8 @@ def main() -> None:
     root = datasets.resolve("scifact")
     train, test = datasets.load_beir(root, "scifact", "train"), datasets.load_beir(root, "scifact", "test")
     emb = CachedEmbedder(eval_cache_path("scifact"), EmbedderConfig("default").build, label="eval-scifact")
-    for ref in ([None] if args.quick else [None, *schemas[:2]]):
-        chunks = whole_docs(test) if ref is None else chunk_dataset(test, reg.get(ref))
+    for ref in ([None] if args.quick else [None, *schemas]):
+        chunks = whole_docs(test) if ref is None else chunk_dataset(test, reg.get(ref), emb.embed)
         vectors: dict = {}
         tuned = [(p, run(train, chunks, emb, "hybrid", p, 10, vectors)["metrics"]) for p in grid]
         best = max(tuned, key=lambda pm: pm[1]["ndcg@10"])[0]

@@ -9,6 +9,6 @@ changing how a kind splits is a schema change that CI notices.
 from __future__ import annotations
 
 from chunkers.base import Chunker, Span, Tokenizer
-from chunkers.registry import IMPL_VERSIONS, KINDS, build_chunker, implementation_id
+from chunkers.registry import IMPL_VERSIONS, KINDS, build_chunker, implementation_id, needs_embeddings
 
-__all__ = ["Chunker", "Span", "Tokenizer", "KINDS", "IMPL_VERSIONS", "build_chunker", "implementation_id"]
+__all__ = ["Chunker", "Span", "Tokenizer", "KINDS", "IMPL_VERSIONS", "build_chunker", "implementation_id", "needs_embeddings"]

@@ -1,4 +1,4 @@
-"""A fixed text every chunker is run on to fingerprint its behaviour.
+"""A fixed text (and, for kinds that need them, fixed embeddings) to fingerprint behaviour.
 
 It mixes headings, paragraphs, long sentences, lists, code, CRLF-free newlines and
 non-Latin scripts so that most changes to splitting logic change some offset.
@@ -22,3 +22,22 @@ PROBE_TEXT = (
     + ("Sentence number %d ends here. " * 60) % tuple(range(60))
     + "\n"
 )
+
+
+def probe_embed(texts):
+    """Deterministic stand-in embeddings (a numpy array): hashed bags of lower-cased words, 64 dims.
+
+    Kinds that cluster on embeddings are fingerprinted on these, so a change to
+    their own logic changes the behaviour hash without loading any model; the
+    real embedder's identity enters the chunks' fingerprint separately.
+    """
+    import hashlib
+
+    import numpy as np
+
+    out = np.zeros((len(texts), 64))
+    for i, t in enumerate(texts):
+        for w in t.lower().split():
+            h = hashlib.sha256(w.encode("utf-8")).digest()
+            out[i, h[0] % 64] += 1.0 if h[1] % 2 else -1.0
+    return out

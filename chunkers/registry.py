@@ -6,9 +6,9 @@ import hashlib
 import json
 from functools import lru_cache
 
-from chunkers import markdown, recursive, sentence, token
+from chunkers import cluster, markdown, recursive, sentence, token
 from chunkers.base import Chunker
-from chunkers.probe import PROBE_TEXT
+from chunkers.probe import PROBE_TEXT, probe_embed
 from chunkers.tokenizers import get_tokenizer
 
 KINDS = {
@@ -16,6 +16,7 @@ KINDS = {
     "recursive": recursive.RecursiveChunker,
     "markdown": markdown.MarkdownChunker,
     "sentence": sentence.SentenceChunker,
+    "cluster": cluster.ClusterChunker,
 }
 
 # Bump a kind's number when you change its splitting on purpose; the behaviour
@@ -23,18 +24,29 @@ KINDS = {
 IMPL_VERSIONS = {kind: cls.IMPL_VERSION for kind, cls in KINDS.items()}
 
 
-def build_chunker(spec) -> Chunker:
-    """Instantiate the chunker a validated schema describes."""
+def needs_embeddings(spec) -> bool:
+    """Whether the kind cuts on embeddings (and so must be built with ``embed``)."""
+    return getattr(KINDS.get(spec.kind), "NEEDS_EMBEDDINGS", False)
+
+
+def build_chunker(spec, embed=None) -> Chunker:
+    """Instantiate the chunker a validated schema describes.
+
+    ``embed(texts) -> array`` is required by kinds that need embeddings
+    (:func:`needs_embeddings`) and ignored by the others.
+    """
     try:
         cls = KINDS[spec.kind]
     except KeyError:
         raise KeyError(f"unknown chunker kind {spec.kind!r}; known: {', '.join(KINDS)}") from None
+    if needs_embeddings(spec):
+        return cls(spec, get_tokenizer(spec.tokenizer), embed=embed)
     return cls(spec, get_tokenizer(spec.tokenizer))
 
 
 @lru_cache(maxsize=256)
 def _behaviour_hash(spec) -> str:
-    spans = build_chunker(spec).chunk(PROBE_TEXT)
+    spans = build_chunker(spec, embed=probe_embed).chunk(PROBE_TEXT)
     payload = [(s.start, s.end, s.token_count, list(s.heading_path)) for s in spans]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from tqdm import tqdm
 
-from chunkers import build_chunker
+from chunkers import build_chunker, needs_embeddings
 from pipeline.changes import ChangeSet
 from pipeline.fsutil import sha256_text
 from pipeline.segments import read_rows
@@ -44,6 +44,10 @@ class StagedChunks:
     chunks_removed: int = 0  # live rows no longer there after this run
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
+    # A schema that cuts on embeddings (``cluster``): the pieces it embeds first, as rows of their own,
+    # and whether these rows are only the bound (each piece its own chunk) because piece vectors are missing.
+    pieces: "StagedChunks | None" = None
+    bound: bool = False
 
     @property
     def chunks_new(self) -> int:
@@ -56,15 +60,56 @@ class StagedChunks:
         return self.rows.num_rows if cs.rebuild else cs.base_chunks - cs.rows_replaced + self.rows.num_rows
 
 
-def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, progress: bool = False) -> StagedChunks:
-    """Chunk (or copy the chunks of) every document of ``changes.upserts``, in order. Writes nothing."""
+def piece_stage(changes: ChangeSet, schema: SchemaFile) -> StagedChunks:
+    """The pieces a schema that cuts on embeddings must embed before it can chunk: one row per piece of
+    every document this run chunks (copied documents need none), as a StagedChunks the planner prices."""
+    chunker = build_chunker(schema.spec)
+    rows: dict[str, list] = {name: [] for name in SEGMENT_ROWS.names}
+    for u in changes.upserts:
+        if u.reuse is not None:
+            continue
+        spans = chunker.pieces(u.text)
+        if len(spans) < 2:
+            continue  # one piece is its own chunk: nothing to cluster
+        for s in spans:
+            t = u.text[s.start : s.end]
+            rows["chunk_id"].append(f"piece:{u.doc_id}:{s.start}:{s.end}")
+            rows["doc_id"].append(u.doc_id)
+            rows["doc_hash"].append(u.doc_hash)
+            rows["metadata"].append(u.metadata)
+            rows["start"].append(s.start)
+            rows["end"].append(s.end)
+            rows["token_count"].append(s.token_count)
+            rows["text_hash"].append(sha256_text(t))
+            rows["text"].append(t)
+            rows["heading_path"].append([])
+    empty = pa.Table.from_pydict({name: [] for name in SEGMENT_DOCS.names}, schema=SEGMENT_DOCS)
+    return StagedChunks(changes, empty, pa.Table.from_pydict(rows, schema=SEGMENT_ROWS))
+
+
+def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, progress: bool = False,
+                  vectors=None, bound: bool = False) -> StagedChunks:
+    """Chunk (or copy the chunks of) every document of ``changes.upserts``, in order. Writes nothing.
+
+    A schema that cuts on embeddings needs ``vectors(texts) -> rows`` for its pieces
+    (the tenant's cache), or ``bound=True``: then every piece stands for a chunk,
+    the most texts and about the tokens the real chunks can have, which is what a
+    plan made before the pieces are embedded must budget for.
+    """
     import time
 
     t0 = time.perf_counter()
     tenant, fp = changes.config.tenant, changes.config.chunker_fp
-    if fp != schema.fingerprint():
+    if fp != schema.chunk_fingerprint(changes.config.embedder_fp):
         raise ValueError(f"change set was computed for chunker {changes.config.chunker}, not {schema.ref}")
-    chunker = build_chunker(schema.spec)
+    if not schema.needs_embeddings:
+        chunker = build_chunker(schema.spec)
+    elif bound:
+        chunker = _PiecesAsChunks(build_chunker(schema.spec))
+    elif vectors is None:
+        raise ValueError(f"chunker {schema.ref} cuts on embeddings: chunk_changes needs vectors= (or bound=True)")
+    else:
+        chunker = build_chunker(schema.spec, embed=vectors)
     # Copied chunks, read per segment in one pass: {segment: [(upsert index, first, n)]}.
     wanted: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     pieces: list[dict | None] = []
@@ -108,9 +153,24 @@ def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, pr
             rows[c].extend(p[c])
     staged = StagedChunks(changes, pa.Table.from_pydict(docs, schema=SEGMENT_DOCS), pa.Table.from_pydict(rows, schema=SEGMENT_ROWS),
                           docs_chunked=chunked, docs_reused=len(ups) - chunked)
+    staged.bound = bound and schema.needs_embeddings
     _count_against_live(paths, staged)
     staged.seconds = time.perf_counter() - t0
     return staged
+
+
+class _PiecesAsChunks:
+    """The bound of a clustering chunker: each piece its own chunk.
+
+    No clustering makes more chunks than there are pieces, and the chunks' tokens
+    are the pieces' tokens give or take the whitespace where runs join them.
+    """
+
+    def __init__(self, chunker) -> None:
+        self.chunker = chunker
+
+    def chunk(self, text: str):
+        return self.chunker.pieces(text)
 
 
 def _count_against_live(paths: TenantPaths, staged: StagedChunks) -> None:
@@ -141,10 +201,39 @@ def _count_against_live(paths: TenantPaths, staged: StagedChunks) -> None:
     staged.chunks_removed += len(old_ids) - same
 
 
-def chunk_documents(tenant: str, documents: pa.Table, schema: SchemaFile, progress: bool = False) -> pa.Table:
-    """Chunk every document of a table (doc_id, doc_hash, text) into a CHUNKS table (the evaluation runner's path)."""
+def piece_texts(schema: SchemaFile, texts) -> list[str]:
+    """The distinct piece texts a kind that needs embeddings will ask vectors for, for all ``texts``."""
     chunker = build_chunker(schema.spec)
-    fp = schema.fingerprint()
+    out: dict[str, None] = {}
+    for text in texts:
+        pieces = chunker.pieces(text)
+        if len(pieces) > 1:  # a single piece is the chunk: nothing to cluster
+            out.update((text[p.start : p.end], None) for p in pieces)
+    return list(out)
+
+
+def build_with_vectors(schema: SchemaFile, texts, embed) -> object:
+    """A chunker for ``schema``; one that needs embeddings gets those of every piece of ``texts``, fetched
+    with a single ``embed`` call up front (so a cache sees one batch, not one call per document)."""
+    if not needs_embeddings(schema.spec):
+        return build_chunker(schema.spec)
+    if embed is None:
+        raise ValueError(f"chunker {schema.ref} ({schema.spec.kind}) needs embeddings; pass embed=")
+    wanted = piece_texts(schema, texts)
+    vecs = embed(wanted) if wanted else []
+    table = dict(zip(wanted, vecs))
+    return build_chunker(schema.spec, embed=lambda ts: [table[t] for t in ts])
+
+
+def chunk_documents(tenant: str, documents: pa.Table, schema: SchemaFile, progress: bool = False, embed=None,
+                    chunker_fp: str | None = None) -> pa.Table:
+    """Chunk every document of a table (doc_id, doc_hash, text) into a CHUNKS table (the evaluation runner's path).
+
+    ``embed(texts) -> vectors`` feeds kinds that need embeddings (``cluster``), whose
+    chunks then carry ``chunker_fp`` (the schema's fingerprint combined with the embedder's).
+    """
+    chunker = build_with_vectors(schema, documents.column("text").to_pylist(), embed)
+    fp = chunker_fp or schema.fingerprint()
     cols: dict[str, list] = {name: [] for name in CHUNKS.names}
     ids = documents.column("doc_id").to_pylist()
     hashes = documents.column("doc_hash").to_pylist()

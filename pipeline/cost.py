@@ -160,8 +160,32 @@ class Plan:
     # text_hash -> text of what will be embedded, longest first, and per-text token
     # counts (model, cl100k); the embed stage reuses them instead of tokenising
     # again, and they are what makes the ledger equal the plan. Not in the report.
+    # A schema that cuts on embeddings (cluster) embeds its pieces first, through the same cache and ledger.
+    # Until they are embedded the chunk figures above are a bound (each piece its own chunk): exact is False.
+    chunker_texts_to_embed: int = 0
+    chunker_tokens_to_embed: int = 0
+    chunker_cost_usd: float = 0.0
+    chunker_est_seconds: float = 0.0
+    exact: bool = True
     to_embed: dict[str, str] = field(default_factory=dict, repr=False)
     to_embed_tokens: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def total_tokens(self) -> int:
+        """Model tokens this run embeds: chunks plus a clustering chunker's pieces."""
+        return self.tokens_to_embed + self.chunker_tokens_to_embed
+
+    @property
+    def total_cost_usd(self) -> float:
+        return self.cost_usd + self.chunker_cost_usd
+
+    def with_chunker_embeddings(self, pieces: "Plan", exact: bool) -> "Plan":
+        """This plan plus the pieces a clustering chunker embeds (``pieces``: their own plan)."""
+        from dataclasses import replace
+
+        return replace(self, chunker_texts_to_embed=pieces.texts_to_embed, chunker_tokens_to_embed=pieces.tokens_to_embed,
+                       chunker_cost_usd=pieces.cost_usd, chunker_est_seconds=pieces.est_seconds, exact=exact,
+                       cost_known=self.cost_known and pieces.cost_known)
 
     @property
     def reused_pct(self) -> float:
@@ -184,12 +208,13 @@ class Budget:
 
     def violations(self, plan: Plan) -> list[str]:
         out = []
-        if self.tokens is not None and plan.tokens_to_embed > self.tokens:
-            out.append(f"{plan.tokens_to_embed:,} tokens to embed > --budget-tokens {self.tokens:,}")
-        if self.cost_usd is not None and not plan.cost_known and plan.texts_to_embed:
+        bound = "" if plan.exact else " (at most: the chunks are known once the chunker's pieces are embedded)"
+        if self.tokens is not None and plan.total_tokens > self.tokens:
+            out.append(f"{plan.total_tokens:,} tokens to embed{bound} > --budget-tokens {self.tokens:,}")
+        if self.cost_usd is not None and not plan.cost_known and (plan.texts_to_embed or plan.chunker_texts_to_embed):
             out.append(f"--max-cost cannot be checked: {plan.price_source}")
-        elif self.cost_usd is not None and plan.cost_usd > self.cost_usd:
-            out.append(f"estimated ${plan.cost_usd:.6f} > --max-cost ${self.cost_usd:.6f}")
+        elif self.cost_usd is not None and plan.total_cost_usd > self.cost_usd:
+            out.append(f"estimated ${plan.total_cost_usd:.6f}{bound} > --max-cost ${self.cost_usd:.6f}")
         return out
 
 

@@ -42,7 +42,7 @@ class ChecksFailed(RuntimeError):
 def budget_gate(plan: Plan, budget: Budget) -> Gate:
     """The plan is within --budget-tokens / --max-cost (checked before anything is written)."""
     reasons = budget.violations(plan)
-    meta = {"planned_tokens": plan.tokens_to_embed, "planned_cost_usd": float(plan.cost_usd)}
+    meta = {"planned_tokens": plan.total_tokens, "planned_cost_usd": float(plan.total_cost_usd), "plan_exact": plan.exact}
     if budget.tokens is not None:
         meta["budget_tokens"] = budget.tokens
     if budget.cost_usd is not None:

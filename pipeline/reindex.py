@@ -24,10 +24,11 @@ from pathlib import Path
 
 from pipeline.cache import CacheError, EmbeddingCache
 from pipeline.changes import ChangeSet, RunConfig, detect_changes
-from pipeline.chunking import StagedChunks, chunk_changes
+from pipeline.chunking import StagedChunks, chunk_changes, piece_stage
 from pipeline.commit import CommitResult, commit, content_versions, epoch_of
 from pipeline.cost import Budget, BudgetExceeded, Plan, Prices, Throughput, make_plan
 from pipeline.embedding import embed_plan, no_ledger
+from pipeline.fsutil import sha256_text
 from pipeline.gates import ChecksFailed, Gate, budget_gate
 from pipeline.guards import MassDeletion, deletion_gate
 from pipeline.index import GenerationError, LiveState, SegmentCache, current_id, live_manifest, load_live_state, read_manifest
@@ -117,7 +118,7 @@ class TenantRun:
         embedder = self.embedder
         self.accept_model_drift = accept_model_drift
         src, self.schema = resolve(store, tenant, source, chunker)
-        self.config = RunConfig(tenant, str(Path(src).absolute()), self.schema.ref, self.schema.fingerprint(), embedder.name,
+        self.config = RunConfig(tenant, str(Path(src).absolute()), self.schema.ref, self.schema.chunk_fingerprint(embedder.fingerprint), embedder.name,
                                 embedder.fingerprint, self.schema.spec.tokenizer, epoch_of(embedder))
         self.prices = prices or Prices.load()
         self.budget, self.rescan, self.rebuild, self.progress = budget, rescan, rebuild, progress
@@ -131,6 +132,7 @@ class TenantRun:
         self.seconds: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
         self._cache: EmbeddingCache | None = None
+        self._pieces: tuple[Plan, dict] | None = None  # a clustering chunker's pieces this run embedded: (plan, ledger)
 
     def __enter__(self) -> "TenantRun":
         return self
@@ -153,10 +155,29 @@ class TenantRun:
         return cs
 
     def chunk(self, changes: ChangeSet) -> StagedChunks:
-        """Stage chunks: the new and changed documents chunked (or their chunks copied). Reads only."""
+        """Stage chunks: the new and changed documents chunked (or their chunks copied). Reads only.
+
+        A schema that cuts on embeddings (``cluster``) needs its pieces' vectors. If
+        the cache holds them all, the chunks are exact; if not, the staged rows are
+        the bound (each piece its own chunk) and the embed stage embeds the pieces
+        first, under the lock and the budget, then chunks again.
+        """
         t0 = time.perf_counter()
-        staged = chunk_changes(self.paths, changes, self.schema, progress=self.progress)
-        self.seconds["chunk"] = time.perf_counter() - t0
+        if not self.schema.needs_embeddings:
+            staged = chunk_changes(self.paths, changes, self.schema, progress=self.progress)
+        else:
+            pieces = piece_stage(changes, self.schema)
+            hashes = list(dict.fromkeys(pieces.rows.column("text_hash").to_pylist()))
+            with self._reading_cache() as cache:
+                have = cache.cached_hashes(self.embedder.fingerprint, hashes) if cache is not None and hashes else set()
+                if len(have) < len(hashes):
+                    staged = chunk_changes(self.paths, changes, self.schema, progress=self.progress, bound=True)
+                else:
+                    table = dict(zip(hashes, cache.vectors(self.embedder.fingerprint, hashes, self.embedder.dim))) if hashes else {}
+                    staged = chunk_changes(self.paths, changes, self.schema, progress=self.progress,
+                                           vectors=lambda ts: [table[sha256_text(t)] for t in ts])
+            staged.pieces = pieces
+        self.seconds["chunk"] = self.seconds.get("chunk", 0.0) + time.perf_counter() - t0
         return staged
 
     def plan(self, staged: StagedChunks) -> Plan:
@@ -171,6 +192,9 @@ class TenantRun:
         else:
             cached = set()
         plan = make_plan(staged, cached, self.embedder, self.prices, self._throughput())
+        if staged.pieces is not None:
+            pieces = self._pieces[0] if self._pieces is not None else self._piece_plan(staged)
+            plan = plan.with_chunker_embeddings(pieces, exact=not staged.bound)
         self.seconds["plan"] = self.seconds.get("plan", 0.0) + time.perf_counter() - t0
         return plan
 
@@ -206,16 +230,23 @@ class TenantRun:
             self._lock(wait)
         self._accept_drift()
         staged = self._fresh(staged)
+        if staged.bound:
+            # A clustering chunker: budget the bound, embed the pieces, chunk for real, budget again.
+            plan = self.plan(staged)
+            gate = budget_gate(plan, self.budget)
+            if not gate.passed:
+                return Embedded(staged, plan, no_ledger(plan), gate)
+            staged = self._embed_pieces(staged)
         plan = self.plan(staged)
         gate = budget_gate(plan, self.budget)
         if not gate.passed:
-            return Embedded(staged, plan, no_ledger(plan), gate)
+            return Embedded(staged, plan, self._with_pieces(no_ledger(plan)), gate)
         t0 = time.perf_counter()
         ledger = embed_plan(self._cache, self.embedder, plan, self.prices, progress=self.progress)
         if ledger.get("run_id"):
             self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
-        self.seconds["embed"] = time.perf_counter() - t0
-        return Embedded(staged, plan, ledger, gate)
+        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
+        return Embedded(staged, plan, self._with_pieces(ledger), gate)
 
     def commit(self, embedded: Embedded, wait: float = 0.0) -> IndexingResult:
         """Stage tenant_index: a new segment and generation from cached vectors, checked, promoted; then
@@ -272,6 +303,42 @@ class TenantRun:
 
     # -- helpers ------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _reading_cache(self):
+        """The run's open cache, or the tenant's cache opened read-only, or None if there is none."""
+        if self._cache is not None:
+            yield self._cache
+        elif self.paths.cache.exists():
+            with EmbeddingCache(self.paths.cache, read_only=True) as cache:
+                yield cache
+        else:
+            yield None
+
+    def _piece_plan(self, staged: StagedChunks) -> Plan:
+        """The exact plan of the pieces a clustering chunker embeds for ``staged``."""
+        hashes = list(dict.fromkeys(staged.pieces.rows.column("text_hash").to_pylist()))
+        with self._reading_cache() as cache:
+            cached = cache.cached_hashes(self.embedder.fingerprint, hashes) if cache is not None and hashes else set()
+        plan = make_plan(staged.pieces, cached, self.embedder, self.prices, self._throughput())
+        return replace(plan, chunker=f"{plan.chunker} pieces")
+
+    def _embed_pieces(self, staged: StagedChunks) -> StagedChunks:
+        """Under the lock: embed a clustering chunker's missing pieces (own ledger row), then chunk exactly."""
+        t0 = time.perf_counter()
+        pieces = self._piece_plan(staged)
+        ledger = embed_plan(self._cache, self.embedder, pieces, self.prices, progress=self.progress)
+        if ledger.get("run_id"):
+            self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
+        self._pieces = (pieces, ledger)
+        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
+        return self.chunk(staged.changes)
+
+    def _with_pieces(self, ledger: dict) -> dict:
+        """A run's ledger, with the ledger row of the pieces a clustering chunker embedded first, if any."""
+        if self._pieces is None or not self._pieces[1].get("run_id"):
+            return ledger
+        return {**ledger, "chunker_embeddings": self._pieces[1]}
+
     def _in_key_space(self, embedder):
         """A hosted model at the epoch of the tenant's live generation (a local model is itself)."""
         with_epoch = getattr(embedder, "with_epoch", None)
@@ -294,7 +361,8 @@ class TenantRun:
     def _use_epoch(self, epoch: int) -> None:
         if epoch != epoch_of(self.embedder):
             self.embedder = self.embedder.with_epoch(epoch)
-            self.config = replace(self.config, embedder_fp=self.embedder.fingerprint, embedder_epoch=epoch)
+            self.config = replace(self.config, embedder_fp=self.embedder.fingerprint, embedder_epoch=epoch,
+                                  chunker_fp=self.schema.chunk_fingerprint(self.embedder.fingerprint))
 
     def _adopt(self, staged: StagedChunks) -> None:
         """A step after the one that accepted a drift: continue in the key space that step chose."""

@@ -298,7 +298,7 @@ def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
         raise SegmentError("rows.parquet is damaged; rebuilding it needs the tenant's source")
     docs = pq.read_table(pa.BufferReader(read_verified(segment_dir(paths, info.segment) / "docs.parquet", info.files["docs.parquet"])))
     schema = SchemaRegistry().get(info.chunker)
-    if schema.fingerprint() != info.chunker_fp:
+    if schema.chunk_fingerprint(info.embedder_fp) != info.chunker_fp:
         raise SegmentError(f"rows.parquet is damaged and schema {info.chunker} has changed since; rebuild with `ragindex reindex --rebuild`")
     source = store.settings(paths.name).source
     if not source:
@@ -318,7 +318,19 @@ def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
     cfg = RunConfig(paths.name, str(source), info.chunker, info.chunker_fp, info.embedder, info.embedder_fp,
                     schema.spec.tokenizer)
     cs = ChangeSet(cfg, None, 0, 0, None, None, SourceState(path=str(source), kind="folder"), upserts=ups)
-    staged = chunk_changes(paths, cs, schema)
+    vectors = None
+    if schema.needs_embeddings:  # a clustering chunker: its pieces' vectors are in the tenant's cache
+        from pipeline.cache import EmbeddingCache
+        from pipeline.chunking import piece_stage
+
+        hashes = list(dict.fromkeys(piece_stage(cs, schema).rows.column("text_hash").to_pylist()))
+        with EmbeddingCache(paths.cache, read_only=True) as cache:
+            if len(cache.cached_hashes(info.embedder_fp, hashes)) < len(hashes):
+                raise SegmentError("rows.parquet is damaged and the cache lacks the chunker's piece vectors to chunk again; "
+                                   "run `ragindex reindex --rebuild`")
+            table = dict(zip(hashes, cache.vectors(info.embedder_fp, hashes, info.dim))) if hashes else {}
+        vectors = lambda ts: [table[sha256_text(t)] for t in ts]  # noqa: E731
+    staged = chunk_changes(paths, cs, schema, vectors=vectors)
     if staged.rows.num_rows != info.rows or staged.docs.column("n_rows").to_pylist() != docs.column("n_rows").to_pylist():
         raise SegmentError("chunking the documents again gave different rows; run `ragindex reindex --rebuild`")
     return staged.rows

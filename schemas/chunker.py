@@ -73,7 +73,23 @@ class SentenceSpec(_Spec):
     kind: Literal["sentence"]
 
 
-ChunkerSpec = Annotated[Union[TokenSpec, RecursiveSpec, MarkdownSpec, SentenceSpec], Field(discriminator="kind")]
+class ClusterSpec(_Spec):
+    """Semantic clustering of ``piece_size``-token pieces into chunks of at most ``size`` tokens."""
+
+    kind: Literal["cluster"]
+    piece_size: int = Field(default=50, ge=8, le=1024, description="tokens per piece that the clustering joins")
+    separators: tuple[str, ...] = STUDY_SEPARATORS
+
+    @model_validator(mode="after")
+    def _pieces(self):
+        if self.overlap:
+            raise ValueError("the cluster kind has no overlap (chunks are runs of whole pieces)")
+        if self.piece_size > self.size:
+            raise ValueError(f"piece_size ({self.piece_size}) must not exceed size ({self.size})")
+        return self
+
+
+ChunkerSpec = Annotated[Union[TokenSpec, RecursiveSpec, MarkdownSpec, SentenceSpec, ClusterSpec], Field(discriminator="kind")]
 _ADAPTER: TypeAdapter = TypeAdapter(ChunkerSpec)
 
 
@@ -110,6 +126,26 @@ class SchemaFile(BaseModel):
         """sha256 of :meth:`canonical_json`; the chunker_fp of every chunk it makes."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
+    @property
+    def needs_embeddings(self) -> bool:
+        """Whether chunks depend on an embedder too (the ``cluster`` kind)."""
+        from chunkers import needs_embeddings
+
+        return needs_embeddings(self.spec)
+
+    def chunk_fingerprint(self, embedder_fp: str) -> str:
+        """The chunker_fp of the chunks this schema makes with embedder ``embedder_fp``.
+
+        For most kinds it is :meth:`fingerprint`. A kind that cuts on embeddings
+        makes other chunks with another model, so its chunks' fingerprint is the
+        schema's combined with the embedder's: a model change re-chunks, and two
+        tenants' chunks of one schema under different models never share an id.
+        """
+        fp = self.fingerprint()
+        if not self.needs_embeddings:
+            return fp
+        return hashlib.sha256(f"{fp}|embedder:{embedder_fp}".encode("utf-8")).hexdigest()
+
     @classmethod
     def load(cls, path: Path) -> "SchemaFile":
         """Read and validate a schema file; errors name the file and the field."""
@@ -124,7 +160,7 @@ class SchemaFile(BaseModel):
             spec = _ADAPTER.validate_python(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'] if p not in ('token', 'recursive', 'markdown', 'sentence')) or 'schema'}: {e['msg']}"
+                f"{'.'.join(str(p) for p in e['loc'] if p not in ('token', 'recursive', 'markdown', 'sentence', 'cluster')) or 'schema'}: {e['msg']}"
                 for e in exc.errors()
             )
             raise SchemaError(f"{path}: invalid schema: {problems}") from None

@@ -248,12 +248,13 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
         return Verdict(name, "missing", False, [str(exc)], f"restore the schema file, or delete {path} if {ref} is retired")
     ds = datasets.load(base["dataset"], cfg.data_root)
     changed = []
-    if schema.fingerprint() != base["chunker_fingerprint"]:
-        changed.append(f"chunker {base['chunker_fingerprint'][:12]} -> {schema.fingerprint()[:12]}")
+    fp_now = schema.chunk_fingerprint(base["embedder"].get("fingerprint", "")) if schema.needs_embeddings else schema.fingerprint()
+    if fp_now != base["chunker_fingerprint"]:
+        changed.append(f"chunker {base['chunker_fingerprint'][:12]} -> {fp_now[:12]}")
     if ds.fingerprint() != base["dataset_fingerprint"]:
         changed.append(f"dataset {base['dataset_fingerprint'][:12]} -> {ds.fingerprint()[:12]}")
     ident = embedder_identity(cfg.model)
-    if mode != "bm25" and any(base["embedder"].get(key) != v for key, v in ident.items()):
+    if (mode != "bm25" or schema.needs_embeddings) and any(base["embedder"].get(key) != v for key, v in ident.items()):
         changed.append(f"embedder {base['embedder'].get('model')} -> {ident['model']} (weights differ)")
     if mode == "hybrid" and base.get("hybrid") != _hybrid_label():
         changed.append(f"fusion {base.get('hybrid')} -> {_hybrid_label()}")

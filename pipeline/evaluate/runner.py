@@ -65,10 +65,14 @@ def whole_docs(ds: Dataset) -> Chunks:
     return Chunks(list(ds.doc_ids), [0] * len(ds.texts), [len(t) for t in ds.texts], list(ds.texts))
 
 
-def chunk_dataset(ds: Dataset, schema) -> Chunks:
-    """Cut every document of ``ds`` with ``schema`` (the pipeline's own chunking stage)."""
+def chunk_dataset(ds: Dataset, schema, embed=None) -> Chunks:
+    """Cut every document of ``ds`` with ``schema`` (the pipeline's own chunking stage).
+
+    ``embed`` (the evaluation's cached embedder) is what a kind that clusters on
+    embeddings uses for its pieces; other kinds ignore it.
+    """
     docs = pa.table({"doc_id": ds.doc_ids, "doc_hash": [sha256_text(t) for t in ds.texts], "text": ds.texts})
-    t = chunk_documents("eval", docs, schema)
+    t = chunk_documents("eval", docs, schema, embed=embed)
     return Chunks(t.column("doc_id").to_pylist(), t.column("start").to_pylist(), t.column("end").to_pylist(), t.column("text").to_pylist())
 
 
@@ -191,8 +195,9 @@ def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5, mode: st
              params: HybridParams = DEFAULT_HYBRID) -> EvalResult:
     """Chunk with ``schema`` (None: whole documents), embed through the cache (not for bm25), rank, score."""
     t0 = time.perf_counter()
-    chunks = whole_docs(ds) if schema is None else chunk_dataset(ds, schema)
+    uses_model = schema is not None and schema.needs_embeddings  # its chunks depend on the model, whatever the mode
     before = EmbedStats(**asdict(embedder.stats))
+    chunks = whole_docs(ds) if schema is None else chunk_dataset(ds, schema, embedder.embed)
     qvecs = embedder.embed(ds.queries) if mode != "bm25" else None
     cvecs = embedder.embed(chunks.texts) if mode != "bm25" else None
     per_q = score(ds, chunks, qvecs, cvecs, k, mode, params)
@@ -203,8 +208,9 @@ def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5, mode: st
     return EvalResult(
         dataset=ds.name, dataset_fingerprint=ds.fingerprint(),
         chunker=WHOLE_DOCS if schema is None else schema.ref,
-        chunker_fingerprint=WHOLE_DOCS if schema is None else schema.fingerprint(),
-        embedder_fingerprint=embedder.embedder.fingerprint if mode != "bm25" else "bm25", k=k, metrics=means, noise=noise,
+        chunker_fingerprint=(WHOLE_DOCS if schema is None else schema.chunk_fingerprint(embedder.embedder.fingerprint)
+                             if schema.needs_embeddings else schema.fingerprint()),
+        embedder_fingerprint=embedder.embedder.fingerprint if mode != "bm25" or uses_model else "bm25", k=k, metrics=means, noise=noise,
         per_question=per_q, chunks=len(chunks.texts), embed=spent, seconds=time.perf_counter() - t0,
         mode=mode, hybrid=params.label() if mode == "hybrid" else None,
     )

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from chunkers import build_chunker
+from chunkers.probe import probe_embed
 from schemas.registry import PACKAGE_DIR, SchemaRegistry
 from tests.chunkers.invariants import spans_digest
 
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> None:
     for key in keys:
         ref, corpus = key.split("/")
         docs = texts.get(corpus) or texts.setdefault(corpus, read_corpus(data_root, corpus))
-        chunker = build_chunker(schemas[ref].spec)
+        chunker = build_chunker(schemas[ref].spec, embed=probe_embed)  # cluster: stand-in vectors
         per_doc = [chunker.chunk(text) for text in reversed(docs)][::-1]
         print(key, spans_digest(per_doc), flush=True)
 

@@ -14,11 +14,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chunkers import build_chunker
+from chunkers.probe import probe_embed
 from chunkers.tokenizers import TOKENIZER_NAMES
 from schemas.chunker import _ADAPTER
 from tests.chunkers.invariants import violations
 
-KINDS = ("token", "recursive", "markdown", "sentence")
+KINDS = ("token", "recursive", "markdown", "sentence", "cluster")
 
 # deadline=None: the first example pays for loading a tokenizer.
 # RAGINDEX_HYPOTHESIS_EXAMPLES raises the example count for a longer hunt.
@@ -72,18 +73,20 @@ REGRESSIONS = [
 
 
 def _spec(kind: str, tokenizer: str, size: int, overlap: int):
+    if kind == "cluster":  # runs of whole pieces: no overlap; pieces of a quarter of the size
+        return _ADAPTER.validate_python(dict(kind=kind, tokenizer=tokenizer, size=size, piece_size=max(8, size // 4)))
     return _ADAPTER.validate_python(dict(kind=kind, tokenizer=tokenizer, size=size, overlap=overlap))
 
 
 def _check(kind: str, tokenizer: str, text: str, size: int, overlap: int) -> None:
     spec = _spec(kind, tokenizer, size, overlap)
-    chunker = build_chunker(spec)
+    chunker = build_chunker(spec, embed=probe_embed)
     spans = chunker.chunk(text)
     problems = violations(text, spans, spec)
     assert not problems, f"{kind}/{tokenizer} size={size} overlap={overlap}:\n  " + "\n  ".join(problems)
     # Deterministic: the same instance again, and a fresh one, give the same spans.
     assert chunker.chunk(text) == spans
-    assert build_chunker(spec).chunk(text) == spans
+    assert build_chunker(spec, embed=probe_embed).chunk(text) == spans
 
 
 def _with_regressions(test):

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from chunkers import build_chunker
+from chunkers.probe import probe_embed
 from chunkers.sentence import sentences
 from chunkers.tokenizers import get_tokenizer
 from schemas.chunker import _ADAPTER
@@ -54,7 +55,7 @@ def _require(path: Path) -> Path:
 @functools.lru_cache(maxsize=None)
 def _shared_chunker(ref: str):
     """One chunker per schema for the whole module, reused across corpora on purpose."""
-    return build_chunker(SCHEMAS[ref].spec)
+    return build_chunker(SCHEMAS[ref].spec, embed=probe_embed)  # cluster: deterministic stand-in vectors
 
 
 def test_shipped_schemas_are_found():

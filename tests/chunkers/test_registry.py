@@ -14,7 +14,7 @@ import pytest
 
 import chunkers
 from chunkers import IMPL_VERSIONS, KINDS, build_chunker, implementation_id
-from chunkers.probe import PROBE_TEXT
+from chunkers.probe import PROBE_TEXT, probe_embed
 from chunkers.registry import _behaviour_hash
 from chunkers.tokenizers import TOKENIZER_NAMES
 from schemas.chunker import _ADAPTER
@@ -24,14 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _spec(kind: str, tokenizer: str = "cl100k_base", size: int = 64, overlap: int = 0):
-    return _ADAPTER.validate_python(dict(kind=kind, tokenizer=tokenizer, size=size, overlap=overlap))
+    extra = {"piece_size": 16} if kind == "cluster" else {}
+    return _ADAPTER.validate_python(dict(kind=kind, tokenizer=tokenizer, size=size, overlap=overlap, **extra))
 
 
 @pytest.mark.parametrize("tokenizer", TOKENIZER_NAMES)
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_builds_from_a_spec(kind, tokenizer):
     spec = _spec(kind, tokenizer)
-    chunker = build_chunker(spec)
+    chunker = build_chunker(spec, embed=probe_embed)
     assert isinstance(chunker, KINDS[kind])
     spans = chunker.chunk(PROBE_TEXT)
     assert spans, f"{kind} made no chunk of the probe text"
@@ -43,7 +44,7 @@ def test_every_shipped_schema_names_a_registered_kind():
     assert files, "no shipped schemas found"
     for ref, sf in files.items():
         assert sf.spec.kind in KINDS, ref
-        assert isinstance(build_chunker(sf.spec), KINDS[sf.spec.kind])
+        assert isinstance(build_chunker(sf.spec, embed=probe_embed), KINDS[sf.spec.kind])
 
 
 def test_unknown_kind_raises_key_error_naming_it_and_the_known_kinds():
