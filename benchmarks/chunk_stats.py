@@ -10,9 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from chunkers import build_chunker  # noqa: E402
-from pipeline.sources import normalise  # noqa: E402
-from schemas import SchemaRegistry  # noqa: E402
+from ragindex.chunkers import build_chunker  # noqa: E402
+from ragindex.schemas import SchemaRegistry  # noqa: E402
+from ragindex.sources import normalise  # noqa: E402
 
 corpora = sorted((REPO.parent / "shared" / "data" / "chroma_chunking" / "corpora").glob("*.md"))
 texts = [normalise(p.read_text(encoding="utf-8")) for p in corpora]

@@ -4,8 +4,8 @@
    DAGSTER_HOME with the repo's dagster.yaml) until the webserver answers
    /server_info. Every process it started is stopped afterwards.
 2. Reindex overhead on the same corpus and embedder, in one process:
-   direct = ``pipeline.reindex.reindex`` (the stages, no Dagster);
-   dagster = ``pipeline.orchestration.run.reindex_in_dagster`` (what `ragindex
+   direct = ``ragindex.reindex.reindex`` (the stages, no Dagster);
+   dagster = ``ragindex.orchestration.run.reindex_in_dagster`` (what `ragindex
    reindex` does with $DAGSTER_HOME set: the asset job in-process against a sqlite
    instance, events and metadata recorded). Each on a fresh tenant store ("cold":
    everything embedded) and then again ("warm": nothing to embed), alternated
@@ -32,12 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.cost import Throughput  # noqa: E402
-from pipeline.embedder import EmbedderConfig  # noqa: E402
-from pipeline.orchestration.devserver import dagster_dev, fresh_dagster_home  # noqa: E402
-from pipeline.reindex import reindex  # noqa: E402
-from pipeline.tenants import TenantStore  # noqa: E402
-from tests.conftest import scifact_docs, write_jsonl  # noqa: E402
+from benchmarks.support.data import scifact_docs, write_jsonl  # noqa: E402
+from benchmarks.support.devserver import dagster_dev, fresh_dagster_home  # noqa: E402
+from ragindex.cost import Throughput  # noqa: E402
+from ragindex.embedder import EmbedderConfig  # noqa: E402
+from ragindex.reindex import reindex  # noqa: E402
+from ragindex.tenants import TenantStore  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -56,7 +56,7 @@ def startup_seconds(work: Path) -> float:
 def in_process(src: Path, model: str, repeats: int, work: Path) -> dict:
     from dagster import DagsterInstance
 
-    from pipeline.orchestration.run import reindex_in_dagster
+    from ragindex.orchestration.run import reindex_in_dagster
 
     embedder = EmbedderConfig(model).build()
     times = {"direct_cold": [], "direct_warm": [], "dagster_cold": [], "dagster_warm": []}

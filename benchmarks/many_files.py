@@ -29,10 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.cost import Prices, Throughput  # noqa: E402
-from pipeline.embedder import HashEmbedder  # noqa: E402
-from pipeline.reindex import TenantRun, reindex  # noqa: E402
-from pipeline.tenants import TenantStore  # noqa: E402
+from ragindex.cost import Prices, Throughput  # noqa: E402
+from ragindex.embedder import HashEmbedder  # noqa: E402
+from ragindex.reindex import TenantRun, reindex  # noqa: E402
+from ragindex.tenants import TenantStore  # noqa: E402
 
 
 def make_files(root: Path, n: int) -> None:

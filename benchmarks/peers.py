@@ -57,8 +57,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.evaluate.metrics import doc_scores  # noqa: E402
-from pipeline.tenants import TenantStore  # noqa: E402
+from ragindex.evaluate.metrics import doc_scores  # noqa: E402
+from ragindex.tenants import TenantStore  # noqa: E402
 
 DATA = Path(os.environ.get("RAGINDEX_DATA_ROOT", REPO.parent / "shared" / "data")) / "scifact"
 WORK = REPO / "benchmarks" / ".work"
@@ -192,7 +192,7 @@ class Ours:
     calibration: dict[str, dict] = {}  # model dir -> the one-time throughput calibration, done before timing
 
     def __init__(self, work: Path, meter: Meter) -> None:
-        from pipeline.cost import Prices
+        from ragindex.cost import Prices
 
         # One store per machine, as in production; "from empty" is a new tenant (its own empty cache).
         self.work, self.meter, self.prices, self.tenant = work, meter, Prices.load(), work.name
@@ -201,8 +201,8 @@ class Ours:
         self.embedders: dict[Path, object] = {}
 
     def configure(self, chunk_size: int, model_dir: Path) -> None:
-        from pipeline.cost import Throughput
-        from pipeline.embedder import SentenceTransformerEmbedder
+        from ragindex.cost import Throughput
+        from ragindex.embedder import SentenceTransformerEmbedder
 
         self.chunker = f"recursive-{chunk_size}@1"  # cl100k tokens, no overlap (schemas/chunkers/)
         if model_dir not in self.embedders:
@@ -219,7 +219,7 @@ class Ours:
         self.embedder = self.embedders[model_dir]
 
     def run(self, corpus: Corpus) -> dict:
-        from pipeline.reindex import reindex
+        from ragindex.reindex import reindex
 
         src = self.work / "source.jsonl"
         with open(src, "w", encoding="utf-8") as f:
@@ -231,7 +231,7 @@ class Ours:
         return {"seconds": seconds, "ledger_texts": int(res.ledger["texts"]), "ledger_tokens": int(res.ledger["tokens"])}
 
     def _live(self):
-        from pipeline.index import current_id, load_generation
+        from ragindex.index import current_id, load_generation
 
         paths = self.store.paths(self.tenant)
         return load_generation(paths, current_id(paths))
@@ -246,9 +246,9 @@ class Ours:
         return out
 
     def expected(self, corpus: Corpus) -> collections.Counter:
-        from pipeline.chunking import chunk_documents
-        from pipeline.documents import load_documents
-        from schemas import SchemaRegistry
+        from ragindex.chunking import chunk_documents
+        from ragindex.documents import load_documents
+        from ragindex.schemas import SchemaRegistry
 
         docs, _ = load_documents(self.work / "source.jsonl")
         chunks = chunk_documents(self.tenant, docs, SchemaRegistry().get(self.chunker))
@@ -472,7 +472,7 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from pipeline.embedder import default_model_dir
+    from ragindex.embedder import default_model_dir
 
     torch.set_num_threads(os.cpu_count() or 1)
     rng = random.Random(args.seed)

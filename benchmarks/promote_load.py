@@ -18,11 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.cost import Throughput  # noqa: E402
-from pipeline.embedder import HashEmbedder  # noqa: E402
-from pipeline.loadtest import search_during_reindex  # noqa: E402
-from pipeline.reindex import reindex  # noqa: E402
-from pipeline.tenants import TenantStore  # noqa: E402
+from benchmarks.support.loadtest import search_during_reindex  # noqa: E402
+from ragindex.cost import Throughput  # noqa: E402
+from ragindex.embedder import HashEmbedder  # noqa: E402
+from ragindex.reindex import reindex  # noqa: E402
+from ragindex.tenants import TenantStore  # noqa: E402
 
 
 def main() -> None:

@@ -25,11 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.embedder import EmbedderConfig  # noqa: E402
-from pipeline.evaluate import datasets  # noqa: E402
-from pipeline.evaluate.runner import evaluate  # noqa: E402
-from pipeline.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
-from schemas import SchemaRegistry  # noqa: E402
+from ragindex.embedder import EmbedderConfig  # noqa: E402
+from ragindex.evaluate import datasets  # noqa: E402
+from ragindex.evaluate.runner import evaluate  # noqa: E402
+from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
+from ragindex.schemas import SchemaRegistry  # noqa: E402
 
 # ../shared/data/published/mteb_all-MiniLM-L6-v2_SciFact.json (test split)
 SCIFACT_PUBLISHED = {"ndcg@10": 0.64508, "recall@10": 0.78333, "recall@100": 0.925, "mrr@10": 0.60472}
@@ -69,7 +69,7 @@ def paired(per_q: dict[str, dict]) -> list[dict]:
     """How far apart two real chunkers are, per metric, with a paired bootstrap over the same questions."""
     import numpy as np
 
-    from pipeline.evaluate.metrics import paired_bootstrap_ci
+    from ragindex.evaluate.metrics import paired_bootstrap_ci
 
     out = []
     for a, b in PAIRS:

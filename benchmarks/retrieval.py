@@ -30,10 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.evaluate import datasets  # noqa: E402
-from pipeline.evaluate.runner import chunk_dataset, score, summarize, whole_docs  # noqa: E402
-from pipeline.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
-from pipeline.hybrid import HybridParams  # noqa: E402
+from ragindex.evaluate import datasets  # noqa: E402
+from ragindex.evaluate.runner import chunk_dataset, score, summarize, whole_docs  # noqa: E402
+from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
+from ragindex.hybrid import HybridParams  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SCHEMAS = ["default@1", "recursive-200@1", "cluster-200@1", "recursive-250@1", "token-200@1"]
@@ -80,8 +80,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fusion grid of 3 and no SciFact chunked runs")
     ap.add_argument("--out", type=Path, default=RESULTS / "retrieval.json")
     args = ap.parse_args()
-    from pipeline.embedder import EmbedderConfig
-    from schemas import SchemaRegistry
+    from ragindex.embedder import EmbedderConfig
+    from ragindex.schemas import SchemaRegistry
 
     grid = GRID[:: max(1, len(GRID) // 3)] if args.quick else GRID
     schemas = args.schemas.split(",")

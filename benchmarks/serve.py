@@ -73,9 +73,9 @@ def records(n: int = CHUNKS) -> list[dict]:
 
 def build(home: Path, n: int = CHUNKS) -> dict:
     """Index the tenant (or find it unchanged); returns what the run did."""
-    from pipeline.embedder import EmbedderConfig
-    from pipeline.reindex import reindex
-    from pipeline.tenants import TenantSettings, TenantStore
+    from ragindex.embedder import EmbedderConfig
+    from ragindex.reindex import reindex
+    from ragindex.tenants import TenantSettings, TenantStore
 
     src = home / "records.jsonl"
     if not src.exists():
@@ -153,10 +153,10 @@ def ann_recall(home: Path, port: int, key: str, queries: list[str], k: int = 10)
     """The server's dense top-k against exact search over the generation's own vectors."""
     import faiss
 
-    from pipeline.embedder import EmbedderConfig
-    from pipeline.search import Searcher
-    from pipeline.segments import vectors_of
-    from pipeline.tenants import TenantStore
+    from ragindex.embedder import EmbedderConfig
+    from ragindex.search import Searcher
+    from ragindex.segments import vectors_of
+    from ragindex.tenants import TenantStore
 
     emb = EmbedderConfig("default").build()
     gen = Searcher(TenantStore(home / "ragindex"), emb).generation(TENANT)
@@ -184,7 +184,7 @@ def cli_search(home: Path, query: str, runs: int = 3) -> dict:
     walls = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "--tenant", TENANT, "-k", "10", "--json", query],
+        subprocess.run([sys.executable, "-m", "ragindex.cli", "search", "--tenant", TENANT, "-k", "10", "--json", query],
                        env=env, check=True, capture_output=True)
         walls.append(time.perf_counter() - t0)
     return {"runs": runs, "median_s": round(float(np.median(walls)), 2), "walls_s": [round(w, 2) for w in walls]}
@@ -201,8 +201,8 @@ def main() -> None:
     built = build(args.home, args.chunks)
     if args.build_only:
         return
-    from pipeline import keys
-    from pipeline.tenants import TenantStore
+    from ragindex import keys
+    from ragindex.tenants import TenantStore
 
     queries = [json.loads(line)["text"] for line in open(DATA / "queries.jsonl", encoding="utf-8")]
     test_ids = {line.split("\t")[0] for line in open(DATA / "qrels" / "test.tsv", encoding="utf-8").read().splitlines()[1:]}
@@ -211,7 +211,7 @@ def main() -> None:
     key, _ = keys.create(TenantStore(args.home / "ragindex"), TENANT, "benchmark")
     port = free_port()
     env = {**os.environ, "RAGINDEX_HOME": str(args.home / "ragindex")}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ragindex.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120

@@ -8,7 +8,7 @@ changing how a kind splits is a schema change that CI notices.
 
 from __future__ import annotations
 
-from chunkers.base import Chunker, Span, Tokenizer
-from chunkers.registry import IMPL_VERSIONS, KINDS, build_chunker, implementation_id, needs_embeddings
+from ragindex.chunkers.base import Chunker, Span, Tokenizer
+from ragindex.chunkers.registry import IMPL_VERSIONS, KINDS, build_chunker, implementation_id, needs_embeddings
 
 __all__ = ["Chunker", "Span", "Tokenizer", "KINDS", "IMPL_VERSIONS", "build_chunker", "implementation_id", "needs_embeddings"]

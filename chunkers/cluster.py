@@ -28,8 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from chunkers.base import Span, fit_span
-from chunkers.recursive import RecursiveChunker
+from ragindex.chunkers.base import Span, fit_span
+from ragindex.chunkers.recursive import RecursiveChunker
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 

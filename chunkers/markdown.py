@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from chunkers.base import Span
-from chunkers.recursive import RecursiveChunker
+from ragindex.chunkers.base import Span
+from ragindex.chunkers.recursive import RecursiveChunker
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$", re.MULTILINE)

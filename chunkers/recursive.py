@@ -15,7 +15,7 @@ import re
 from collections import deque
 from typing import Iterable
 
-from chunkers.base import Span, fit_span, strip_span
+from ragindex.chunkers.base import Span, fit_span, strip_span
 
 Piece = tuple[int, int]  # [start, end) into the document
 

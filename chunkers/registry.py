@@ -6,10 +6,10 @@ import hashlib
 import json
 from functools import lru_cache
 
-from chunkers import cluster, markdown, recursive, sentence, token
-from chunkers.base import Chunker
-from chunkers.probe import PROBE_TEXT, probe_embed
-from chunkers.tokenizers import get_tokenizer
+from ragindex.chunkers import cluster, markdown, recursive, sentence, token
+from ragindex.chunkers.base import Chunker
+from ragindex.chunkers.probe import PROBE_TEXT, probe_embed
+from ragindex.chunkers.tokenizers import get_tokenizer
 
 KINDS = {
     "token": token.TokenChunker,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from chunkers.base import Span, fit_span, strip_span
+from ragindex.chunkers.base import Span, fit_span, strip_span
 
 # Closing quotes/brackets after the end mark belong to the sentence (group
 # "close"); only the whitespace after them is the boundary.

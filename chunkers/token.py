@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chunkers.base import Span, fit_span, strip_span
+from ragindex.chunkers.base import Span, fit_span, strip_span
 
 
 class TokenChunker:

@@ -24,10 +24,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.cost import Budget, Plan, Prices
-from pipeline.reindex import IndexingResult, TenantRun, reindex
-from pipeline.search import Hit, Searcher
-from pipeline.tenants import TenantSettings, TenantStore
+from ragindex.cost import Budget, Plan, Prices
+from ragindex.reindex import IndexingResult, TenantRun, reindex
+from ragindex.search import Hit, Searcher
+from ragindex.tenants import TenantSettings, TenantStore
 
 
 class Ragindex:
@@ -53,7 +53,7 @@ class Ragindex:
 
     def embedder_for(self, tenant: str | None = None):
         """The model a tenant embeds with: this object's model, else the tenant's setting, else the default."""
-        from pipeline.embedder import EmbedderConfig
+        from ragindex.embedder import EmbedderConfig
 
         model, dims = self.model, self.dimensions
         if model is None and tenant and self.store.exists(tenant):
@@ -97,8 +97,8 @@ class Tenant:
 
         Example: ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
         """
-        from schemas import SchemaRegistry
-        from schemas.registry import DEFAULT_SCHEMA
+        from ragindex.schemas import SchemaRegistry
+        from ragindex.schemas.registry import DEFAULT_SCHEMA
 
         chunker = chunker or DEFAULT_SCHEMA
         SchemaRegistry().runnable(chunker)
@@ -144,34 +144,41 @@ class Tenant:
         return searcher.search_many(self.name, list(queries), k, mode, filter)
 
     def status(self) -> dict:
-        """Live generation, cache size, hit rate, ledger totals, spend per month and the last runs."""
-        from pipeline.cache import EmbeddingCache
-        from pipeline.index import current_id
+        """Live generation, cache size, hit rate, ledger totals, spend per month and the last runs.
+
+        While a reindex holds the cache, the cache figures are replaced by ``"busy"``
+        (the generation is still reported): status never waits for a writer.
+        """
+        from ragindex.cache import CacheBusy, EmbeddingCache
+        from ragindex.index import current_id
 
         paths = self.rx.store.require(self.name)
         out = {"tenant": self.name, "generation": current_id(paths)}
         if paths.cache.exists():
-            with EmbeddingCache(paths.cache, read_only=True) as cache:
-                totals = cache.totals()
-                out["cache"] = cache.stats()
-                out["ledger"] = asdict(totals)
-                looked_up = totals.cache_hits + totals.texts
-                out["hit_rate"] = round(totals.cache_hits / looked_up, 4) if looked_up else None
-                out["spend_by_month"] = cache.monthly()
-                out["runs"] = cache.runs()[-5:]
+            try:
+                with EmbeddingCache(paths.cache, read_only=True) as cache:
+                    totals = cache.totals()
+                    out["cache"] = cache.stats()
+                    out["ledger"] = asdict(totals)
+                    looked_up = totals.cache_hits + totals.texts
+                    out["hit_rate"] = round(totals.cache_hits / looked_up, 4) if looked_up else None
+                    out["spend_by_month"] = cache.monthly()
+                    out["runs"] = cache.runs()[-5:]
+            except CacheBusy as exc:
+                out["cache"] = {"busy": True, "message": str(exc)}
         return out
 
     def generations(self) -> list[dict]:
         """Every generation, oldest first, with its summary (the live one marked)."""
-        from pipeline.generations import describe
+        from ragindex.generations import describe
 
         return describe(self.rx.store.require(self.name))
 
     def rollback(self, to: str | None = None, wait: float = 0.0) -> str:
         """Make an earlier generation live (default: the one before the last change); re-pins schema and mode."""
-        from pipeline.generations import rollback
-        from pipeline.locking import tenant_lock
-        from pipeline.migrate import repin_to_live
+        from ragindex.generations import rollback
+        from ragindex.locking import tenant_lock
+        from ragindex.migrate import repin_to_live
 
         paths = self.rx.store.require(self.name)
         with tenant_lock(paths.lock, wait=wait):
@@ -182,7 +189,7 @@ class Tenant:
     def migrate(self, to: str, mode: str | None = None, accept_regression: str | None = None, budget_tokens: int | None = None,
                 max_cost: float | None = None, wait: float = 0.0) -> IndexingResult:
         """Move to another schema (and mode), gated on the tenant's eval set; see ``ragindex migrate``."""
-        from pipeline.migrate import migrate
+        from ragindex.migrate import migrate
 
         return migrate(self.rx.store, self.name, to, embedder=self.rx.embedder_for(self.name), mode=mode,
                        budget=Budget(budget_tokens, max_cost), accept_regression=accept_regression, wait=wait)
@@ -191,8 +198,8 @@ class Tenant:
         """Check (and with ``repair`` fix, never re-embedding) every piece of the tenant's index."""
         from contextlib import nullcontext
 
-        from pipeline.locking import tenant_lock
-        from pipeline.repair import verify
+        from ragindex.locking import tenant_lock
+        from ragindex.repair import verify
 
         paths = self.rx.store.require(self.name)
         with tenant_lock(paths.lock, wait=wait) if repair else nullcontext():
@@ -200,6 +207,6 @@ class Tenant:
 
     def remove(self, wait: float = 0.0) -> dict:
         """Delete every file of the tenant and its Dagster partition (see ``ragindex tenants remove``)."""
-        from pipeline.offboard import remove_tenant
+        from ragindex.offboard import remove_tenant
 
         return remove_tenant(self.rx.store, self.name, wait=wait)

@@ -76,6 +76,15 @@ class LedgerTotals:
     cache_hits: int
 
 
+class CacheBusy(CacheError):
+    """Another process (a running reindex) holds the cache open for writing; retry when it has finished.
+
+    DuckDB lets one process open a file for writing and then no other process
+    may open it, even to read. Nothing is wrong with the file: readers say
+    "busy, retry" (exit 4), never that the cache should be moved or rebuilt.
+    """
+
+
 class EmbeddingCache:
     """Open with ``with EmbeddingCache(path) as cache:``; one writer at a time (tenant lock)."""
 
@@ -96,8 +105,8 @@ class EmbeddingCache:
                 self.con.execute("UPDATE ledger SET status = 'interrupted' WHERE status = 'running'")
         except duckdb.Error as exc:
             if "lock" in str(exc).lower():
-                raise CacheError(f"{self.path}: the embedding cache is in use by a running reindex; retry when it "
-                                 "has finished (nothing is wrong with the cache)") from exc
+                raise CacheBusy(f"{self.path}: busy, retry: the embedding cache is in use by a running reindex "
+                                "(nothing is wrong with it); run this again when that reindex has finished") from exc
             if self.path.parent.name == "cache":  # a tenant's cache: its segments hold every vector
                 fix = (f"Run `ragindex verify --tenant {self.path.parent.parent.name} --repair`: it moves a corrupt "
                        "cache aside and refills every vector from the index segments, so nothing is paid for again")

@@ -24,10 +24,16 @@ from typing import Iterable, NamedTuple
 
 from tqdm import tqdm
 
-from pipeline.fsutil import sha256_text
-from pipeline.index import EMPTY_DIGEST, LiveDoc, LiveState, SourceState, digest_update
-from pipeline.sources import (
-    RawDocument, Skipped, iter_jsonl, iter_parquet, read_text_file, source_kind, walk_folder,
+from ragindex.fsutil import sha256_text
+from ragindex.index import EMPTY_DIGEST, LiveDoc, LiveState, SourceState, digest_update
+from ragindex.sources import (
+    RawDocument,
+    Skipped,
+    iter_jsonl,
+    iter_parquet,
+    read_text_file,
+    source_kind,
+    walk_folder,
 )
 
 # A file modified this close to the moment it was read may change again within the
@@ -298,7 +304,7 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
 
 
 def _single_file(path: Path) -> Iterable:
-    from pipeline.sources import FileEntry
+    from ragindex.sources import FileEntry
 
     st = path.stat()
     return [FileEntry(path.name, path, st.st_size, st.st_mtime_ns)]

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from tqdm import tqdm
 
-from chunkers import build_chunker, needs_embeddings
-from pipeline.changes import ChangeSet
-from pipeline.fsutil import sha256_text
-from pipeline.segments import read_rows
-from pipeline.tenants import TenantPaths
-from schemas.chunker import SchemaFile
-from schemas.tables import CHUNKS, SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.changes import ChangeSet
+from ragindex.chunkers import build_chunker, needs_embeddings
+from ragindex.fsutil import sha256_text
+from ragindex.schemas.chunker import SchemaFile
+from ragindex.schemas.tables import CHUNKS, SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.segments import read_rows
+from ragindex.tenants import TenantPaths
 
 _COPIED = ["start", "end", "token_count", "text_hash", "text", "heading_path"]
 

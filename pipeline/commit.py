@@ -14,17 +14,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.cache import EmbeddingCache
-from pipeline.chunking import StagedChunks
-from pipeline.cost import Plan
-from pipeline.faults import fault_point
-from pipeline.gates import ChecksFailed, Gate, consistency_gate, quality_gate
-from pipeline.index import (
-    Manifest, SegmentCache, SegmentRef, new_generation_id, now_iso, open_generation, promote, read_manifest,
+from ragindex.cache import EmbeddingCache
+from ragindex.chunking import StagedChunks
+from ragindex.cost import Plan
+from ragindex.faults import fault_point
+from ragindex.gates import ChecksFailed, Gate, consistency_gate, quality_gate
+from ragindex.index import (
+    Manifest,
+    SegmentCache,
+    SegmentRef,
+    new_generation_id,
+    now_iso,
+    open_generation,
+    promote,
+    read_manifest,
     write_manifest,
 )
-from pipeline.segments import SegmentInfo, read_deletions, write_deletions, write_segment
-from pipeline.tenants import TenantStore
+from ragindex.segments import SegmentInfo, read_deletions, write_deletions, write_segment
+from ragindex.tenants import TenantStore
 
 
 def epoch_of(embedder) -> int:

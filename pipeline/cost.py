@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chunkers.tokenizers import get_tokenizer
-from pipeline.fsutil import atomic_write_text
+from ragindex.chunkers.tokenizers import get_tokenizer
+from ragindex.fsutil import atomic_write_text
 
 PRICES_FILE = Path(__file__).with_name("prices.toml")
 
@@ -68,7 +68,7 @@ class ModelPrice:
 
 def overrides_file() -> Path:
     """``$RAGINDEX_PRICE_OVERRIDES``, default ``$RAGINDEX_HOME/price-overrides.toml``."""
-    from pipeline.tenants import home
+    from ragindex.tenants import home
 
     return Path(os.environ.get("RAGINDEX_PRICE_OVERRIDES") or home() / "price-overrides.toml")
 
@@ -289,7 +289,7 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
 
 
 def embedder_probe_tokens(embedder) -> int:
-    from pipeline.hosted import PROBE_TEXTS
+    from ragindex.hosted import PROBE_TEXTS
 
     return sum(embedder.full_token_counts(list(PROBE_TEXTS)))
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.fsutil import sha256_text
-from pipeline.sources import SourceReport, read_source
-from schemas.tables import DOCUMENTS
+from ragindex.fsutil import sha256_text
+from ragindex.schemas.tables import DOCUMENTS
+from ragindex.sources import SourceReport, read_source
 
 
 def documents_table(report: SourceReport) -> pa.Table:

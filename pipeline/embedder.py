@@ -14,7 +14,6 @@ of the cache), token counting that matches what the model will process, and
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
+
+from ragindex.fsutil import fingerprint_of
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ProgressFn = Callable[[int, int], None]  # (texts done in this batch, tokens done in this batch)
@@ -52,13 +53,9 @@ class MissingExtra(ImportError):
     """A feature whose optional dependencies are not installed (the message names the extra)."""
 
 
-def fingerprint_of(**identity) -> str:
-    """embedder_fp: sha256 over the canonical JSON of what defines the key space."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 @lru_cache(maxsize=8)
-def _weights_hash(model_dir: str) -> str:
+def weights_hash(model_dir: str) -> str:
+    """sha256 of a model directory's weight files (safetensors, bin, onnx): path and content."""
     h = hashlib.sha256()
     for f in sorted(Path(model_dir).rglob("*")):
         if f.is_file() and f.suffix in {".safetensors", ".bin", ".onnx"}:
@@ -67,6 +64,22 @@ def _weights_hash(model_dir: str) -> str:
                 for block in iter(lambda: fh.read(1 << 22), b""):
                     h.update(block)
     return h.hexdigest()
+
+
+def model_identity(model: str) -> dict:
+    """What identifies the embedder without loading it: its name, a hash of its weight files and
+    a hash of its configuration files (max_seq_length, pooling, tokenizer)."""
+    import hashlib
+
+    if model == "hash":
+        return {"model": "hash"}
+    default = model in ("default", DEFAULT_MODEL)
+    d = default_model_dir() if default else Path(model).resolve()
+    h = hashlib.sha256()
+    for f in sorted(d.rglob("*")):
+        if f.is_file() and f.suffix in {".json", ".txt"}:
+            h.update(f.relative_to(d).as_posix().encode() + b"\0" + f.read_bytes())
+    return {"model": DEFAULT_MODEL if default else d.name, "weights": weights_hash(str(d)), "config": h.hexdigest()}
 
 
 def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int = 512) -> list[np.ndarray]:
@@ -88,7 +101,7 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int = 512
 
 
 def default_model_dir() -> Path:
-    from chunkers.tokenizers import minilm_dir
+    from ragindex.chunkers.tokenizers import minilm_dir
 
     return minilm_dir()
 
@@ -132,7 +145,7 @@ class SentenceTransformerEmbedder:
         pooling = next((m for m in self.model if type(m).__name__ == "Pooling"), None)
         self.fingerprint = fingerprint_of(
             model=self.name,
-            weights=_weights_hash(str(self.model_dir)),
+            weights=weights_hash(str(self.model_dir)),
             max_seq_length=self.max_seq_length,
             normalize=self.normalize,
             pooling=pooling.get_config_dict() if pooling is not None else None,
@@ -183,7 +196,13 @@ class SentenceTransformerEmbedder:
 
 
 class HashEmbedder:
-    """Deterministic pseudo-embeddings (sha256-seeded); for bookkeeping tests only."""
+    """The test embedder: deterministic pseudo-embeddings (sha256-seeded), no meaning, no model.
+
+    Public on purpose, for testing code built on ragindex: ``--model hash`` (or
+    ``RAGINDEX_MODEL=hash``) runs every stage, plan, budget and ledger exactly as
+    with a real model, in milliseconds. Search results are meaningless; never
+    index real content with it.
+    """
 
     def __init__(self, dim: int = 32, max_seq_length: int = 256) -> None:
         self.name = f"hash-{dim}"
@@ -240,7 +259,7 @@ def _hosted(model: str, dimensions: int | None):
         import openai  # noqa: F401
         import tenacity  # noqa: F401
 
-        from pipeline.hosted import HostedSettings, OpenAIEmbedder
+        from ragindex.hosted import HostedSettings, OpenAIEmbedder
     except ImportError as exc:
         raise MissingExtra(f"--model openai:{model} needs the hosted-API extra ({exc.name} is not installed): "
                            "pip install 'ragindex[api]'") from None

@@ -16,9 +16,9 @@ import time
 
 from tqdm import tqdm
 
-from pipeline.cache import EmbeddingCache
-from pipeline.cost import Plan, Prices
-from pipeline.faults import fault_point
+from ragindex.cache import EmbeddingCache
+from ragindex.cost import Plan, Prices
+from ragindex.faults import fault_point
 
 COMMIT_EVERY = 256  # texts per cache transaction: a crash loses at most this many
 

@@ -66,3 +66,10 @@ def sha256_file(path: Path) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint_of(**identity) -> str:
+    """An embedder's fingerprint (embedder_fp): sha256 over the canonical JSON of what defines its key space."""
+    import json
+
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.cost import Budget, Plan
-from pipeline.index import GenerationError, LoadedGeneration, Manifest, load_live_state
-from pipeline.segments import check_segment
-from pipeline.tenants import TenantPaths
+from ragindex.cost import Budget, Plan
+from ragindex.index import GenerationError, LoadedGeneration, Manifest, load_live_state
+from ragindex.segments import check_segment
+from ragindex.tenants import TenantPaths
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def quality_gate(store, tenant: str, candidate: LoadedGeneration | None, live_id
     no eval set or no live generation to compare with. ``candidate`` is None when
     the tenant has no eval set (nothing was loaded to score).
     """
-    from pipeline.evaluate.tenant import tenant_quality
+    from ragindex.evaluate.tenant import tenant_quality
 
     scores = tenant_quality(store, tenant, candidate, embedder, mode=mode) if candidate is not None else None
     if scores is None:

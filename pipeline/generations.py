@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 
-from pipeline.index import GenerationError, current_id, list_generations, promote, read_manifest
-from pipeline.segments import DELETIONS_RE, SEGMENT_RE
-from pipeline.tenants import TenantPaths
+from ragindex.index import GenerationError, current_id, list_generations, promote, read_manifest
+from ragindex.segments import DELETIONS_RE, SEGMENT_RE
+from ragindex.tenants import TenantPaths
 
 KEEP_GENERATIONS = 5  # newest generations gc keeps by default, besides the live one and the one before it
 
@@ -42,7 +42,7 @@ def describe(paths: TenantPaths) -> list[dict]:
 
 
 def _index_types(paths: TenantPaths, m) -> str:
-    from pipeline.segments import SegmentError, read_info
+    from ragindex.segments import SegmentError, read_info
 
     kinds = []
     for r in m.segments:
@@ -111,7 +111,7 @@ def gc(paths: TenantPaths, keep: int = KEEP_GENERATIONS) -> list[str]:
         if gen not in keep_set:
             paths.manifest(gen).unlink()
             removed.append(gen)
-    from pipeline.faults import fault_point
+    from ragindex.faults import fault_point
 
     fault_point("gc-manifests")
     referenced_segments: set[str] = set()

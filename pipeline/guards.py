@@ -10,8 +10,8 @@ or the tenant's settings allow it.
 
 from __future__ import annotations
 
-from pipeline.changes import ChangeSet
-from pipeline.gates import Gate
+from ragindex.changes import ChangeSet
+from ragindex.gates import Gate
 
 MAX_DELETE_SHARE = 0.5
 

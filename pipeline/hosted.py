@@ -36,7 +36,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from pipeline.embedder import fingerprint_of
+from ragindex.fsutil import fingerprint_of
 
 PROVIDER = "openai-compatible"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -330,7 +330,7 @@ class OpenAIEmbedder:
     def __init__(self, settings: HostedSettings, client=None, limiter: RateLimiter | None = None) -> None:
         import openai
 
-        from chunkers.tokenizers import get_tokenizer
+        from ragindex.chunkers.tokenizers import get_tokenizer
 
         self.settings = settings
         self.name = f"openai:{settings.model}"

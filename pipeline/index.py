@@ -29,13 +29,21 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.fsutil import atomic_write_text
-from pipeline.lexical import collection_stats, query_terms
-from pipeline.lexical import score as bm25_score
-from pipeline.segments import (
-    SEGMENT_RE, Segment, SegmentError, first_error, load_segment, live_row_mask, read_deletions, read_docs, read_info,
+from ragindex.fsutil import atomic_write_text
+from ragindex.lexical import collection_stats, query_terms
+from ragindex.lexical import score as bm25_score
+from ragindex.segments import (
+    SEGMENT_RE,
+    Segment,
+    SegmentError,
+    first_error,
+    live_row_mask,
+    load_segment,
+    read_deletions,
+    read_docs,
+    read_info,
 )
-from pipeline.tenants import TenantPaths
+from ragindex.tenants import TenantPaths
 
 GEN_ID_RE = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}")
 FORMAT = 2
@@ -423,7 +431,7 @@ class LoadedGeneration:
 
     def filtered(self, spec: dict) -> "LoadedGeneration":
         """The same generation with only the rows whose document matches ``spec`` searchable (pipeline.filters)."""
-        from pipeline.filters import document_mask
+        from ragindex.filters import document_mask
 
         views = []
         for v in self.views:
@@ -450,7 +458,7 @@ class LoadedGeneration:
 
     def search_hybrid(self, query: str, qvec: np.ndarray, k: int, params) -> list[Candidate]:
         """Dense and BM25 candidates fused (pipeline.hybrid); every candidate gets both scores exactly."""
-        from pipeline.hybrid import fuse
+        from ragindex.hybrid import fuse
 
         depth = max(params.depth, k)
         dense = [((c.seg, c.row), c.score) for c in self.search(qvec.reshape(1, -1), depth)[0]]

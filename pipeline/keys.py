@@ -18,9 +18,9 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 
-from pipeline.fsutil import atomic_write_text
-from pipeline.locking import tenant_lock
-from pipeline.tenants import TenantError, TenantStore
+from ragindex.fsutil import atomic_write_text
+from ragindex.locking import tenant_lock
+from ragindex.tenants import TenantError, TenantStore
 
 KEY_RE = re.compile(r"rgx_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
 _DUMMY = hashlib.sha256(b"no such key").hexdigest()

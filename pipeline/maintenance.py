@@ -6,11 +6,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from pipeline.generations import KEEP_GENERATIONS, gc
-from pipeline.index import live_manifest
-from pipeline.merge import compact_spec, merge, run_policy
-from pipeline.segments import read_info
-from pipeline.tenants import TenantStore
+from ragindex.generations import KEEP_GENERATIONS, gc
+from ragindex.index import live_manifest
+from ragindex.merge import compact_spec, merge, run_policy
+from ragindex.segments import read_info
+from ragindex.tenants import TenantStore
 
 
 @dataclass

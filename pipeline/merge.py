@@ -40,12 +40,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.faults import fault_point
-from pipeline.index import Manifest, SegmentRef, new_generation_id, now_iso, promote, write_manifest
-from pipeline.lexical import LexicalIndex
-from pipeline import segments as _segments
-from pipeline.segments import Segment, build_index, load_segment, read_deletions, vectors_of, write_deletions, write_segment
-from pipeline.tenants import TenantPaths
+from ragindex import segments as _segments
+from ragindex.faults import fault_point
+from ragindex.index import Manifest, SegmentRef, new_generation_id, now_iso, promote, write_manifest
+from ragindex.lexical import LexicalIndex
+from ragindex.segments import Segment, build_index, load_segment, read_deletions, vectors_of, write_deletions, write_segment
+from ragindex.tenants import TenantPaths
 
 DELETED_SHARE = 0.20
 MERGE_FACTOR = 10

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.cost import Budget, Prices
-from pipeline.hybrid import MODES
-from pipeline.index import current_id, read_manifest
-from pipeline.reindex import IndexingResult, TenantRun
-from pipeline.tenants import TenantError, TenantStore
-from schemas import SchemaRegistry
+from ragindex.cost import Budget, Prices
+from ragindex.hybrid import MODES
+from ragindex.index import current_id, read_manifest
+from ragindex.reindex import IndexingResult, TenantRun
+from ragindex.schemas import SchemaRegistry
+from ragindex.tenants import TenantError, TenantStore
 
 
 def plan_migration(store: TenantStore, tenant: str, to: str, *, embedder, mode: str | None = None,

@@ -14,9 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
-from pipeline.faults import fault_point
-from pipeline.locking import tenant_lock
-from pipeline.tenants import TenantError, TenantStore
+from ragindex.faults import fault_point
+from ragindex.locking import tenant_lock
+from ragindex.tenants import TenantError, TenantStore
 
 
 def _size(path: Path) -> int:
@@ -45,7 +45,7 @@ def remove_tenant(store: TenantStore, tenant: str, wait: float = 0.0) -> dict:
         out["files_bytes"] += _size(evals)
         shutil.rmtree(evals)
         out["removed"].append(str(evals.relative_to(store.root)))
-    from pipeline.orchestration.instance import unregister_partition
+    from ragindex.orchestration.instance import unregister_partition
 
     out["dagster_partition_removed"] = unregister_partition(tenant)
     return out

@@ -22,23 +22,23 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.cache import CacheError, EmbeddingCache
-from pipeline.changes import ChangeSet, RunConfig, detect_changes
-from pipeline.chunking import StagedChunks, chunk_changes, piece_stage
-from pipeline.commit import CommitResult, commit, content_versions, epoch_of
-from pipeline.cost import Budget, BudgetExceeded, Plan, Prices, Throughput, make_plan
-from pipeline.embedding import embed_plan, no_ledger
-from pipeline.fsutil import sha256_text
-from pipeline.gates import ChecksFailed, Gate, budget_gate
-from pipeline.guards import MassDeletion, deletion_gate
-from pipeline.index import GenerationError, LiveState, SegmentCache, current_id, live_manifest, load_live_state, read_manifest
-from pipeline.locking import probe_lock, tenant_lock
-from pipeline.maintenance import Maintenance, maintain
-from pipeline.sources import Skipped
-from pipeline.tenants import TenantError, TenantStore
-from schemas import SchemaRegistry
-from schemas.chunker import SchemaFile
-from schemas.registry import DEFAULT_SCHEMA
+from ragindex.cache import CacheError, EmbeddingCache
+from ragindex.changes import ChangeSet, RunConfig, detect_changes
+from ragindex.chunking import StagedChunks, chunk_changes, piece_stage
+from ragindex.commit import CommitResult, commit, content_versions, epoch_of
+from ragindex.cost import Budget, BudgetExceeded, Plan, Prices, Throughput, make_plan
+from ragindex.embedding import embed_plan, no_ledger
+from ragindex.fsutil import sha256_text
+from ragindex.gates import ChecksFailed, Gate, budget_gate
+from ragindex.guards import MassDeletion, deletion_gate
+from ragindex.index import GenerationError, LiveState, SegmentCache, current_id, live_manifest, load_live_state, read_manifest
+from ragindex.locking import probe_lock, tenant_lock
+from ragindex.maintenance import Maintenance, maintain
+from ragindex.schemas import SchemaRegistry
+from ragindex.schemas.chunker import SchemaFile
+from ragindex.schemas.registry import DEFAULT_SCHEMA
+from ragindex.sources import Skipped
+from ragindex.tenants import TenantError, TenantStore
 
 __all__ = ["Budget", "BudgetExceeded", "ChecksFailed", "Embedded", "Gate", "IndexingResult", "MassDeletion", "TenantRun",
            "reindex", "resolve", "resolve_schema"]
@@ -125,7 +125,7 @@ class TenantRun:
         self.quality_tolerance = quality_tolerance
         settings = store.settings(tenant) if store.exists(tenant) else None
         self.allow_deletions = allow_deletions if allow_deletions is not None else bool(settings and settings.allow_deletions)
-        from pipeline.search import DEFAULT_MODE
+        from ragindex.search import DEFAULT_MODE
 
         self.mode = mode or (settings.mode if settings and settings.mode else DEFAULT_MODE)  # scored by the quality gate
         self.accept_regression = accept_regression

@@ -26,16 +26,27 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.cache import CacheError, EmbeddingCache
-from pipeline.fsutil import atomic_write_bytes, atomic_write_text
-from pipeline.index import GenerationError, current_id, list_generations, promote, read_manifest
-from pipeline.lexical import LexicalIndex
-from pipeline.segments import (
-    SEGMENT_RE, SegmentError, SegmentInfo, _parquet_bytes, build_index, check_segment, index_bytes, read_deletions,
-    lexical_texts, read_info, read_verified, segment_dir, vectors_of,
+from ragindex.cache import CacheBusy, CacheError, EmbeddingCache
+from ragindex.fsutil import atomic_write_bytes, atomic_write_text
+from ragindex.index import GenerationError, current_id, list_generations, promote, read_manifest
+from ragindex.lexical import LexicalIndex
+from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.segments import (
+    SEGMENT_RE,
+    SegmentError,
+    SegmentInfo,
+    _parquet_bytes,
+    build_index,
+    check_segment,
+    index_bytes,
+    lexical_texts,
+    read_deletions,
+    read_info,
+    read_verified,
+    segment_dir,
+    vectors_of,
 )
-from pipeline.tenants import TenantPaths
-from schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.tenants import TenantPaths
 
 
 def verify(paths: TenantPaths, repair: bool = False, store=None) -> dict:
@@ -45,7 +56,7 @@ def verify(paths: TenantPaths, repair: bool = False, store=None) -> dict:
     out: dict = {"tenant": paths.name, "problems": [], "generations": [], "segments": {}, "repairs": [], "moved_aside": []}
     found = _inspect(paths, out)
     if repair and (out["problems"] or any(not g["ok"] for g in out["generations"]) or found["bad_current"]):
-        from pipeline.tenants import TenantStore
+        from ragindex.tenants import TenantStore
 
         _repair(paths, out, found, store or TenantStore(paths.root.parent.parent))
         after = verify(paths, repair=False)
@@ -133,6 +144,8 @@ def _inspect_cache(paths: TenantPaths, out: dict, found: dict, seg_ids: list[str
                     found["cache"] = "incomplete"
                     out["problems"].append(f"segment {sid}: {missing} texts have no vector in the embedding cache; "
                                            "`ragindex verify --repair` refills them from the segments")
+    except CacheBusy:
+        raise  # a running reindex holds it: verify again afterwards; never "repair" a busy cache
     except CacheError as exc:
         found["cache"] = "corrupt"
         out["problems"].append(str(exc))
@@ -215,7 +228,7 @@ def _refill_cache(paths: TenantPaths, seg_ids: list[str], aside: bool) -> str:
     restored = 0
     with EmbeddingCache(paths.cache) as cache:
         for sid in seg_ids:
-            from pipeline.segments import load_segment
+            from ragindex.segments import load_segment
 
             seg = load_segment(paths, sid)
             if seg.index.ntotal:
@@ -288,11 +301,11 @@ def _docs_from_rows(rows: pa.Table) -> pa.Table:
 
 def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
     """The segment's rows, made again: its documents read from the tenant's source and chunked with its schema."""
-    from pipeline.changes import DocChange, RunConfig, canonical_metadata
-    from pipeline.chunking import chunk_changes
-    from pipeline.fsutil import sha256_text
-    from pipeline.sources import read_source
-    from schemas import SchemaRegistry
+    from ragindex.changes import DocChange, RunConfig, canonical_metadata
+    from ragindex.chunking import chunk_changes
+    from ragindex.fsutil import sha256_text
+    from ragindex.schemas import SchemaRegistry
+    from ragindex.sources import read_source
 
     if store is None:
         raise SegmentError("rows.parquet is damaged; rebuilding it needs the tenant's source")
@@ -312,16 +325,16 @@ def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
             raise SegmentError(f"rows.parquet is damaged and document {doc_id!r} changed in the source since; "
                                "roll back or run `ragindex reindex --rebuild`")
         ups.append(DocChange(doc_id, "new", h, meta, text=doc.text))
-    from pipeline.changes import ChangeSet
-    from pipeline.index import SourceState
+    from ragindex.changes import ChangeSet
+    from ragindex.index import SourceState
 
     cfg = RunConfig(paths.name, str(source), info.chunker, info.chunker_fp, info.embedder, info.embedder_fp,
                     schema.spec.tokenizer)
     cs = ChangeSet(cfg, None, 0, 0, None, None, SourceState(path=str(source), kind="folder"), upserts=ups)
     vectors = None
     if schema.needs_embeddings:  # a clustering chunker: its pieces' vectors are in the tenant's cache
-        from pipeline.cache import EmbeddingCache
-        from pipeline.chunking import piece_stage
+        from ragindex.cache import EmbeddingCache
+        from ragindex.chunking import piece_stage
 
         hashes = list(dict.fromkeys(piece_stage(cs, schema).rows.column("text_hash").to_pylist()))
         with EmbeddingCache(paths.cache, read_only=True) as cache:

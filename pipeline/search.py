@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.filters import parse as parse_filter
-from pipeline.hybrid import DEFAULT_HYBRID, MODES
-from pipeline.index import GenerationError, LoadedGeneration, SegmentCache, current_id, load_generation
-from pipeline.tenants import TenantStore
+from ragindex.filters import parse as parse_filter
+from ragindex.hybrid import DEFAULT_HYBRID, MODES
+from ragindex.index import GenerationError, LoadedGeneration, SegmentCache, current_id, load_generation
+from ragindex.tenants import TenantStore
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.faults import fault_point
-from pipeline.fsutil import atomic_write_bytes, fsync_dir, write_durable
-from pipeline.lexical import LexicalIndex
-from pipeline.tenants import TenantPaths
-from schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.faults import fault_point
+from ragindex.fsutil import atomic_write_bytes, fsync_dir, write_durable
+from ragindex.lexical import LexicalIndex
+from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.tenants import TenantPaths
 
 SEGMENT_RE = re.compile(r"seg-\d{8}T\d{12}Z-[0-9a-f]{8}")
 DELETIONS_RE = re.compile(r"(?P<seg>seg-\d{8}T\d{12}Z-[0-9a-f]{8})\.(?P<digest>[0-9a-f]{16})\.del")

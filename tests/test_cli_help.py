@@ -4,7 +4,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from ragindex.cli import main
 
 
 def _commands(group, prefix=()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 def tenant_quality(store, tenant, gen_id, embedder, k: int = 5):
     """See :func:`pipeline.evaluate.tenant.tenant_quality` (imported lazily: no FAISS at import)."""
-    from pipeline.evaluate.tenant import tenant_quality as _tq
+    from ragindex.evaluate.tenant import tenant_quality as _tq
 
     return _tq(store, tenant, gen_id, embedder, k=k)
 

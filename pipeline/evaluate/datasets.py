@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,16 +75,10 @@ class Dataset:
 
 
 def default_data_root() -> Path:
-    """``$RAGINDEX_DATA_ROOT``, else ``../shared/data`` next to the repository, else next to the cwd."""
-    env = os.environ.get(DATA_ROOT_ENV)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    for base in (repo, Path.cwd()):
-        cand = (base / ".." / "shared" / "data").resolve()
-        if cand.is_dir():
-            return cand
-    return (repo / ".." / "shared" / "data").resolve()
+    """``$RAGINDEX_DATA_ROOT``, else ``../shared/data`` beside the project directory (``ragindex.project``)."""
+    from ragindex.project import data_root
+
+    return data_root()
 
 
 def resolve(name_or_path: str, data_root: Path | None = None) -> Path:

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.evaluate import datasets
-from pipeline.evaluate.runner import EvalResult, evaluate
-from pipeline.evaluate.vectors import CachedEmbedder, eval_cache_path
-from pipeline.fsutil import atomic_write_text
+from ragindex.embedder import model_identity
+from ragindex.evaluate import datasets
+from ragindex.evaluate.runner import EvalResult, evaluate
+from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path
+from ragindex.fsutil import atomic_write_text
 
-REPO = Path(__file__).resolve().parents[2]
 BASELINES_ENV = "RAGINDEX_BASELINES"
 GATED = ("default@1", "recursive-250@1", "recursive-200@1", "token-250-125@1", "token-200@1")
 MODES = ("dense", "bm25", "hybrid")
@@ -46,8 +45,8 @@ def parse_config(name: str) -> tuple[str, str]:
 
 def default_configuration() -> tuple[str, str]:
     """What users get: the default schema and the default search mode."""
-    from pipeline.search import DEFAULT_MODE
-    from schemas.registry import DEFAULT_SCHEMA
+    from ragindex.schemas.registry import DEFAULT_SCHEMA
+    from ragindex.search import DEFAULT_MODE
 
     return DEFAULT_SCHEMA, DEFAULT_MODE
 GATE_DATASET = "chroma"
@@ -56,30 +55,18 @@ MIN_TOLERANCE = 0.002  # a metric with (almost) no spread still gets a few tenth
 LOSERS = 5
 
 
-def baselines_dir(path: Path | None = None) -> Path:
-    return Path(path or os.environ.get(BASELINES_ENV) or REPO / "benchmarks" / "baselines")
+def baselines_dir(path: Path | None = None, write: bool = False) -> Path:
+    """``path``, else the project's baselines, else the ones shipped with ragindex (read-only: ``write`` refuses)."""
+    from ragindex.project import baselines_root
+
+    if path:
+        return Path(path)
+    where = baselines_root()
+    return where.require_writable("recording a baseline") if write else where.path
 
 
 def baseline_path(ref: str, root: Path | None = None, mode: str = "dense") -> Path:
     return baselines_dir(root) / f"{config_name(ref, mode)}.json"
-
-
-def embedder_identity(model: str) -> dict:
-    """What identifies the embedder without loading it: its name, a hash of its weight files and
-    a hash of its configuration files (max_seq_length, pooling, tokenizer)."""
-    import hashlib
-
-    from pipeline.embedder import _weights_hash, default_model_dir
-
-    if model == "hash":
-        return {"model": "hash"}
-    default = model in ("default", "all-MiniLM-L6-v2")
-    d = default_model_dir() if default else Path(model).resolve()
-    h = hashlib.sha256()
-    for f in sorted(d.rglob("*")):
-        if f.is_file() and f.suffix in {".json", ".txt"}:
-            h.update(f.relative_to(d).as_posix().encode() + b"\0" + f.read_bytes())
-    return {"model": "all-MiniLM-L6-v2" if default else d.name, "weights": _weights_hash(str(d)), "config": h.hexdigest()}
 
 
 @dataclass
@@ -96,7 +83,7 @@ class GateConfig:
     def embedder_for(self, dataset_key: str) -> CachedEmbedder:
         """One cached embedder per dataset; the model is built on the first cache miss only."""
         if dataset_key not in self._embedders:
-            from pipeline.embedder import EmbedderConfig
+            from ragindex.embedder import EmbedderConfig
 
             key = dataset_key if dataset_key in datasets.PRESETS else "path-" + _slug(dataset_key)
             self._embedders[dataset_key] = CachedEmbedder(
@@ -139,8 +126,9 @@ def compare(before: dict[str, float], after: dict[str, float], tol: dict[str, fl
 def record(ref: str, cfg: GateConfig, dataset: str = GATE_DATASET, k: int = 5, accepted_regression: str | None = None,
            mode: str = "dense") -> dict:
     """Evaluate ``ref`` in ``mode`` and write its baseline, keeping the diff against the one it replaces."""
-    from schemas import SchemaRegistry
+    from ragindex.schemas import SchemaRegistry
 
+    baselines_dir(cfg.baselines, write=True)  # never into the installed package
     path = baseline_path(ref, cfg.baselines, mode)
     old = load_baseline(path) if path.exists() else None
     if old is not None:
@@ -174,7 +162,7 @@ def record(ref: str, cfg: GateConfig, dataset: str = GATE_DATASET, k: int = 5, a
         "dataset_fingerprint": res.dataset_fingerprint,
         "k": k,
         "chunker_fingerprint": res.chunker_fingerprint,
-        "embedder": {**embedder_identity(cfg.model), "fingerprint": res.embedder_fingerprint},
+        "embedder": {**model_identity(cfg.model), "fingerprint": res.embedder_fingerprint},
         "recorded_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "questions": len(res.per_question),
         "chunks": res.chunks,
@@ -221,7 +209,7 @@ def _add_paired_ci(diff: dict[str, dict], before: dict, after: dict) -> None:
     """95% bootstrap interval of each metric's mean change over the same questions (context, not the verdict)."""
     import numpy as np
 
-    from pipeline.evaluate.metrics import paired_bootstrap_ci
+    from ragindex.evaluate.metrics import paired_bootstrap_ci
 
     qs = [q for q in after if q in before]
     for m, d in diff.items():
@@ -235,7 +223,7 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
     """Judge one baseline file (see the module docstring)."""
     import time
 
-    from schemas import SchemaError, SchemaRegistry
+    from ragindex.schemas import SchemaError, SchemaRegistry
 
     t0 = time.perf_counter()
     base = load_baseline(path)
@@ -253,7 +241,7 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
         changed.append(f"chunker {base['chunker_fingerprint'][:12]} -> {fp_now[:12]}")
     if ds.fingerprint() != base["dataset_fingerprint"]:
         changed.append(f"dataset {base['dataset_fingerprint'][:12]} -> {ds.fingerprint()[:12]}")
-    ident = embedder_identity(cfg.model)
+    ident = model_identity(cfg.model)
     if (mode != "bm25" or schema.needs_embeddings) and any(base["embedder"].get(key) != v for key, v in ident.items()):
         changed.append(f"embedder {base['embedder'].get('model')} -> {ident['model']} (weights differ)")
     if mode == "hybrid" and base.get("hybrid") != _hybrid_label():
@@ -281,15 +269,15 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
 
 
 def _hybrid_label() -> str:
-    from pipeline.hybrid import DEFAULT_HYBRID
+    from ragindex.hybrid import DEFAULT_HYBRID
 
     return DEFAULT_HYBRID.label()
 
 
 def unbaselined(cfg: GateConfig) -> list[Verdict]:
     """New versions of a gated schema must arrive with their own baseline, and so must the default configuration."""
-    from schemas import SchemaRegistry
-    from schemas.chunker import parse_ref
+    from ragindex.schemas import SchemaRegistry
+    from ragindex.schemas.chunker import parse_ref
 
     have = {p.stem for p in baselines_dir(cfg.baselines).glob("*.json")}
     gated_names = {parse_ref(parse_config(r)[0])[0] for r in have}

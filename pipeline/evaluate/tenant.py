@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
-from pipeline.evaluate import datasets
-from pipeline.evaluate.metrics import doc_scores, span_scores
-from pipeline.evaluate.runner import DOC_DEPTH, summarize
-from pipeline.evaluate.vectors import CachedEmbedder, eval_cache_path
-from pipeline.index import LoadedGeneration, load_generation
+from ragindex.evaluate import datasets
+from ragindex.evaluate.metrics import doc_scores, span_scores
+from ragindex.evaluate.runner import DOC_DEPTH, summarize
+from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path
+from ragindex.index import LoadedGeneration, load_generation
 
 
 def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embedder, k: int = 5,
@@ -43,7 +42,7 @@ def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embed
     elif mode == "bm25":
         hits = [gen.search_lexical(q, depth) for q in ds.queries]
     else:
-        from pipeline.hybrid import DEFAULT_HYBRID
+        from ragindex.hybrid import DEFAULT_HYBRID
 
         hits = [gen.search_hybrid(q, v, depth, DEFAULT_HYBRID) for q, v in zip(ds.queries, qvecs)]
     per_q = {}

@@ -17,9 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipeline.cache import EmbeddingCache
-from pipeline.fsutil import sha256_text
-from pipeline.tenants import home
+from ragindex.cache import EmbeddingCache
+from ragindex.fsutil import sha256_text
+from ragindex.tenants import home
 
 COMMIT_EVERY = 1024  # texts per committed batch: a killed run keeps what it embedded
 

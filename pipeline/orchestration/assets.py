@@ -17,17 +17,17 @@ from typing import Optional
 
 import dagster as dg
 
-from pipeline.changes import ChangeSet
-from pipeline.chunking import StagedChunks
-from pipeline.commit import content_versions
-from pipeline.faults import fault_point
-from pipeline.locking import probe_lock
-from pipeline.orchestration.meta import check_result, markdown, summary_first, typed
-from pipeline.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource
-from pipeline.cost import Budget
-from pipeline.gates import ChecksFailed, Gate
-from pipeline.guards import deletion_gate
-from pipeline.reindex import Embedded, TenantRun
+from ragindex.changes import ChangeSet
+from ragindex.chunking import StagedChunks
+from ragindex.commit import content_versions
+from ragindex.cost import Budget
+from ragindex.faults import fault_point
+from ragindex.gates import ChecksFailed, Gate
+from ragindex.guards import deletion_gate
+from ragindex.locking import probe_lock
+from ragindex.orchestration.meta import check_result, markdown, summary_first, typed
+from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource
+from ragindex.reindex import Embedded, TenantRun
 
 # Output(data_version=...) is marked beta; it is how a returned value carries its content version.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*data_version.*")
@@ -219,7 +219,7 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
 
 
 def documents_rows(run: TenantRun) -> int:
-    from pipeline.index import GenerationError, live_manifest
+    from ragindex.index import GenerationError, live_manifest
 
     try:
         m = live_manifest(run.paths)

@@ -4,7 +4,7 @@ Environment: $RAGINDEX_HOME (tenants), $RAGINDEX_SOURCES (the folder the sensor
 watches, default ./sources), $RAGINDEX_MODEL, $RAGINDEX_PRICES. See docs/dagster.md.
 """
 
-from pipeline.orchestration.location import REINDEX_JOB, build_definitions
+from ragindex.orchestration.location import REINDEX_JOB, build_definitions
 
 __all__ = ["REINDEX_JOB", "build_definitions", "defs"]
 

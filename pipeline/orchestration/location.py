@@ -11,17 +11,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline.orchestration.assets import build_assets, tenants
-from pipeline.orchestration.resources import EmbedderResource, PricesResource, SourcesResource, TenantStoreResource
-from pipeline.orchestration.sensors import build_sensor
-from pipeline.orchestration.versions import chunker_code_version
+from ragindex.orchestration.assets import build_assets, tenants
+from ragindex.orchestration.resources import EmbedderResource, PricesResource, SourcesResource, TenantStoreResource
+from ragindex.orchestration.sensors import build_sensor
+from ragindex.orchestration.versions import chunker_code_version
+from ragindex.schemas.registry import DEFAULT_SCHEMA
 
 REINDEX_JOB = "reindex_tenant"
 
 
 def build_definitions(*, store_root: str | Path | None = None, sources_root: str | Path | None = None,
                       model: str | None = None, device: str | None = None, prices: str | Path | None = None,
-                      default_schema: str = "default@1", executor: dg.ExecutorDefinition | None = None,
+                      default_schema: str = DEFAULT_SCHEMA, executor: dg.ExecutorDefinition | None = None,
                       dimensions: int | None = None) -> dg.Definitions:
     """Definitions over one tenant store. ``None`` arguments fall back to the environment.
 

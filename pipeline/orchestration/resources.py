@@ -8,9 +8,9 @@ from typing import Optional
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipeline.cost import Prices
-from pipeline.embedder import EmbedderConfig
-from pipeline.tenants import TenantStore
+from ragindex.cost import Prices
+from ragindex.embedder import EmbedderConfig
+from ragindex.tenants import TenantStore
 
 
 class EmbedderResource(dg.ConfigurableResource):

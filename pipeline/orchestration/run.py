@@ -15,15 +15,15 @@ import dagster as dg
 from dagster._core.errors import DagsterAssetCheckFailedError  # not re-exported at the top level
 from dagster._core.utils import make_new_run_id
 
-from pipeline.cost import Budget, BudgetExceeded, Plan
-from pipeline.gates import ChecksFailed, Gate
-from pipeline.guards import MassDeletion
-from pipeline.orchestration.assets import IN_RUN_LOCK_WAIT_S
-from pipeline.orchestration.location import REINDEX_JOB, build_definitions
-from pipeline.orchestration.meta import plain
-from pipeline.reindex import resolve
-from pipeline.sources import Skipped
-from pipeline.tenants import TenantStore
+from ragindex.cost import Budget, BudgetExceeded, Plan
+from ragindex.gates import ChecksFailed, Gate
+from ragindex.guards import MassDeletion
+from ragindex.orchestration.assets import IN_RUN_LOCK_WAIT_S
+from ragindex.orchestration.location import REINDEX_JOB, build_definitions
+from ragindex.orchestration.meta import plain
+from ragindex.reindex import resolve
+from ragindex.sources import Skipped
+from ragindex.tenants import TenantStore
 
 
 def _run_config(source, chunker, budget: Budget, wait: float, rescan: bool, rebuild: bool, allow_deletions,

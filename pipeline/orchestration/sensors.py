@@ -9,9 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline.orchestration.assets import tenants
-from pipeline.orchestration.resources import SourcesResource, TenantStoreResource
-from pipeline.tenants import TENANT_RE, TenantSettings
+from ragindex.orchestration.assets import tenants
+from ragindex.orchestration.resources import SourcesResource, TenantStoreResource
+from ragindex.tenants import TENANT_RE, TenantSettings
 
 
 @dataclass

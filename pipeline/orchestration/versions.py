@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
-from pipeline.tenants import TenantError, TenantStore
-from schemas import SchemaError, SchemaRegistry
-from schemas.registry import DEFAULT_SCHEMA
+from ragindex.schemas import SchemaError, SchemaRegistry
+from ragindex.schemas.registry import DEFAULT_SCHEMA
+from ragindex.tenants import TenantError, TenantStore
 
 
 def schemas_in_use(store: TenantStore, default: str = DEFAULT_SCHEMA) -> dict[str, str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from chunkers.base import Span
-from chunkers.tokenizers import get_tokenizer
+from ragindex.chunkers.base import Span
+from ragindex.chunkers.tokenizers import get_tokenizer
 
 
 def violations(text: str, spans: list[Span], spec, *, limit: int = 5) -> list[str]:

@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from chunkers import build_chunker
-from chunkers.probe import probe_embed
-from schemas.registry import PACKAGE_DIR, SchemaRegistry
+from ragindex.chunkers import build_chunker
+from ragindex.chunkers.probe import probe_embed
+from ragindex.schemas.registry import PACKAGE_DIR, SchemaRegistry
 from tests.chunkers.invariants import spans_digest
 
 

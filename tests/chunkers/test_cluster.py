@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from chunkers import build_chunker
-from chunkers.cluster import EmbeddingsRequired, segment
-from chunkers.tokenizers import get_tokenizer
-from schemas.chunker import _ADAPTER
-from schemas.registry import PACKAGE_DIR, SchemaRegistry
+from ragindex.chunkers import build_chunker
+from ragindex.chunkers.cluster import EmbeddingsRequired, segment
+from ragindex.chunkers.tokenizers import get_tokenizer
+from ragindex.schemas.chunker import _ADAPTER
+from ragindex.schemas.registry import PACKAGE_DIR, SchemaRegistry
 from tests.chunkers.invariants import violations
 
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from chunkers import build_chunker
-from chunkers.probe import probe_embed
-from chunkers.tokenizers import TOKENIZER_NAMES
-from schemas.chunker import _ADAPTER
+from ragindex.chunkers import build_chunker
+from ragindex.chunkers.probe import probe_embed
+from ragindex.chunkers.tokenizers import TOKENIZER_NAMES
+from ragindex.schemas.chunker import _ADAPTER
 from tests.chunkers.invariants import violations
 
 KINDS = ("token", "recursive", "markdown", "sentence", "cluster")
@@ -115,6 +115,6 @@ def test_invariants_on_mixed_markdown_text(kind, tokenizer, text, so):
 
 def test_kinds_cover_the_registry():
     """A new kind must be added to these property tests."""
-    from chunkers import KINDS as REGISTERED
+    from ragindex.chunkers import KINDS as REGISTERED
 
     assert set(KINDS) == set(REGISTERED)

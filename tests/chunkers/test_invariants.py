@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from chunkers import build_chunker
-from chunkers.probe import probe_embed
-from chunkers.sentence import sentences
-from chunkers.tokenizers import get_tokenizer
-from schemas.chunker import _ADAPTER
-from schemas.registry import PACKAGE_DIR, SchemaRegistry
+from ragindex.chunkers import build_chunker
+from ragindex.chunkers.probe import probe_embed
+from ragindex.chunkers.sentence import sentences
+from ragindex.chunkers.tokenizers import get_tokenizer
+from ragindex.schemas.chunker import _ADAPTER
+from ragindex.schemas.registry import PACKAGE_DIR, SchemaRegistry
 from tests.chunkers.invariants import spans_digest, violations
 from tests.chunkers.rechunk import read_scifact
 

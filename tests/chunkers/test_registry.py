@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 
-import chunkers
-from chunkers import IMPL_VERSIONS, KINDS, build_chunker, implementation_id
-from chunkers.probe import PROBE_TEXT, probe_embed
-from chunkers.registry import _behaviour_hash
-from chunkers.tokenizers import TOKENIZER_NAMES
-from schemas.chunker import _ADAPTER
-from schemas.registry import PACKAGE_DIR, SchemaRegistry
+from ragindex import chunkers
+from ragindex.chunkers import IMPL_VERSIONS, KINDS, build_chunker, implementation_id
+from ragindex.chunkers.probe import PROBE_TEXT, probe_embed
+from ragindex.chunkers.registry import _behaviour_hash
+from ragindex.chunkers.tokenizers import TOKENIZER_NAMES
+from ragindex.schemas.chunker import _ADAPTER
+from ragindex.schemas.registry import PACKAGE_DIR, SchemaRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,8 +137,8 @@ def test_implementation_ids_are_the_same_in_another_process():
     here = {ref: implementation_id(sf.spec) for ref, sf in files.items()}
     code = (
         "import json\n"
-        "from chunkers import implementation_id\n"
-        "from schemas.registry import PACKAGE_DIR, SchemaRegistry\n"
+        "from ragindex.chunkers import implementation_id\n"
+        "from ragindex.schemas.registry import PACKAGE_DIR, SchemaRegistry\n"
         "print(json.dumps({r: implementation_id(sf.spec) for r, sf in SchemaRegistry(PACKAGE_DIR).files().items()}))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.evaluate import datasets
+from ragindex.cli import main
+from ragindex.evaluate import datasets
 from tests.conftest import DATA, write_jsonl
 
 

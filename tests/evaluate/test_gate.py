@@ -13,8 +13,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from schemas.registry import PACKAGE_DIR
+from ragindex.cli import main
+from ragindex.schemas.registry import PACKAGE_DIR
 from tests.evaluate.evidence import write_evidence_set
 
 REF = "recursive-250@1"
@@ -50,7 +50,7 @@ def diff(gate, *extra):
 
 def no_model(monkeypatch):
     """Make any attempt to build an embedder fail the test."""
-    from pipeline.embedder import EmbedderConfig
+    from ragindex.embedder import EmbedderConfig
 
     def refuse(self):
         raise AssertionError("the gate built an embedder for an unchanged schema")
@@ -106,7 +106,7 @@ def test_32_token_chunks_fail_with_a_readable_diff(gate, monkeypatch, tmp_path):
 
 
 def test_chunker_dropping_every_last_chunk_fails(gate, monkeypatch):
-    from chunkers import recursive, registry
+    from ragindex.chunkers import recursive, registry
 
     class DropLast(recursive.RecursiveChunker):
         IMPL_VERSION = recursive.RecursiveChunker.IMPL_VERSION + 1

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluate.metrics import bootstrap_se, doc_scores, span_scores, union
-from pipeline.evaluate.runner import rank_documents, top_chunks
+from ragindex.evaluate.metrics import bootstrap_se, doc_scores, span_scores, union
+from ragindex.evaluate.runner import rank_documents, top_chunks
 
 
 def test_doc_scores_by_hand():
@@ -64,7 +64,7 @@ def test_bootstrap_se_close_to_analytic():
 
 def test_oracle_chunks_score_perfect_recall_on_chroma():
     """Invariant on the real set: retrieving the references themselves gives recall = precision = IoU = 1."""
-    from pipeline.evaluate import datasets
+    from ragindex.evaluate import datasets
 
     ds = datasets.load("chroma")
     for q in ds.query_ids:

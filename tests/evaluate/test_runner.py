@@ -6,11 +6,11 @@ import json
 
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.evaluate import datasets
-from pipeline.evaluate.gate import GateConfig
-from pipeline.evaluate.runner import chunk_dataset, evaluate
-from schemas import SchemaRegistry
+from ragindex.cli import main
+from ragindex.evaluate import datasets
+from ragindex.evaluate.gate import GateConfig
+from ragindex.evaluate.runner import chunk_dataset, evaluate
+from ragindex.schemas import SchemaRegistry
 from tests.conftest import write_jsonl
 from tests.evaluate.evidence import write_evidence_set
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from pipeline.evaluate import tenant_quality
-from pipeline.index import current_id
-from pipeline.reindex import reindex
-from pipeline.tenants import TenantSettings
+from ragindex.evaluate import tenant_quality
+from ragindex.index import current_id
+from ragindex.reindex import reindex
+from ragindex.tenants import TenantSettings
 from tests.conftest import DATA, scifact_docs, write_jsonl
 
 
@@ -72,7 +72,7 @@ def test_metrics_for_a_generation_with_the_real_model(store, model, scifact_tena
 def test_cli_eval_tenant_scores_the_live_generation_and_explains_a_missing_eval_set(store, hash_embedder, scifact_tenant):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from ragindex.cli import main
 
     src, eval_set = scifact_tenant
     run = CliRunner(env={"RAGINDEX_HOME": str(store.root)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from pipeline.tenants import TenantSettings
+from ragindex.tenants import TenantSettings
 from tests.conftest import scifact_docs, write_jsonl
 
 

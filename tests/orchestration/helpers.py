@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipeline.orchestration.assets import build_assets
-from pipeline.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource
-from pipeline.orchestration.versions import chunker_code_version
+from ragindex.orchestration.assets import build_assets
+from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource
+from ragindex.orchestration.versions import chunker_code_version
 
 
 def resources(store, model: str = "hash") -> dict:

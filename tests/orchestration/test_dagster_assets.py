@@ -12,10 +12,10 @@ import json
 import dagster as dg
 import pytest
 
-import pipeline.evaluate.tenant
-from pipeline.cache import EmbeddingCache
-from pipeline.index import current_id, list_generations, load_generation
-from pipeline.tenants import TenantSettings
+import ragindex.evaluate.tenant
+from ragindex.cache import EmbeddingCache
+from ragindex.index import current_id, list_generations, load_generation
+from ragindex.tenants import TenantSettings
 from tests.conftest import DATA, scifact_docs, write_jsonl
 from tests.orchestration.helpers import checks, materialize, metadata, values
 
@@ -104,7 +104,7 @@ def test_failed_quality_check_blocks_promotion(store, tenants, instance, monkeyp
     edited = write_jsonl(tmp_path / "acme-edited.jsonl", scifact_docs(31))  # one more document: a real candidate
     store.save_settings("acme", TenantSettings(source=str(edited), eval_set="scifact"))
     # The evaluation itself is the evaluation package's (tested there); here only its verdict matters.
-    monkeypatch.setattr(pipeline.evaluate.tenant, "tenant_quality",
+    monkeypatch.setattr(ragindex.evaluate.tenant, "tenant_quality",
                         lambda store, tenant, gen, embedder, **kw: {"ndcg@10": 0.9 if gen == live else 0.5})
     result = materialize(store, instance, "acme", raise_on_error=False)
     assert not result.success
@@ -136,7 +136,7 @@ def _tiny_eval_set(tmp_path):
 @pytest.mark.slow
 def test_real_model_eval_set(store, tmp_path, model):
     """The real model on a tiny tenant with a real eval set: metrics recorded, second run compared and passed."""
-    from pipeline.cost import Throughput
+    from ragindex.cost import Throughput
 
     Throughput(store.root).record(model, tokens=100_000, seconds=20.0)  # no calibration run
     root = _tiny_eval_set(tmp_path)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.orchestration.devserver import dagster_dev, fresh_dagster_home
+from benchmarks.support.devserver import dagster_dev, fresh_dagster_home
 from tests.conftest import REPO, scifact_docs, write_jsonl
 
 pytestmark = pytest.mark.browser

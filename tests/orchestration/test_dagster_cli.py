@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.index import current_id, list_generations
-from pipeline.orchestration.devserver import fresh_dagster_home
+from benchmarks.support.devserver import fresh_dagster_home
+from ragindex.cli import main
+from ragindex.index import current_id, list_generations
 from tests.conftest import scifact_docs, write_jsonl
 
 

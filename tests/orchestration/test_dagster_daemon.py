@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.index import current_id
-from pipeline.orchestration.devserver import DevServer, dagster_dev, fresh_dagster_home
-from pipeline.tenants import TenantStore
+from benchmarks.support.devserver import DevServer, dagster_dev, fresh_dagster_home
+from ragindex.index import current_id
+from ragindex.tenants import TenantStore
 from tests.conftest import REPO, scifact_docs
 
 pytestmark = pytest.mark.slow

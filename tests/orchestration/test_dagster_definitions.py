@@ -9,15 +9,15 @@ import shutil
 import dagster as dg
 import pytest
 
-from pipeline.orchestration.location import REINDEX_JOB, build_definitions
-from pipeline.orchestration.resources import SourcesResource, TenantStoreResource
-from pipeline.tenants import TenantSettings
-from schemas.registry import PACKAGE_DIR
+from ragindex.orchestration.location import REINDEX_JOB, build_definitions
+from ragindex.orchestration.resources import SourcesResource, TenantStoreResource
+from ragindex.schemas.registry import PACKAGE_DIR
+from ragindex.tenants import TenantSettings
 from tests.conftest import scifact_docs
 
 
 def test_code_location_definitions_load():
-    import pipeline.orchestration.definitions as module
+    import ragindex.orchestration.definitions as module
 
     defs = importlib.reload(module).defs
     dg.Definitions.validate_loadable(defs)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.api import Ragindex
-from pipeline.filters import FilterError, parse
-from pipeline.index import live_manifest
+from ragindex.api import Ragindex
+from ragindex.filters import FilterError, parse
+from ragindex.index import live_manifest
 from tests.conftest import scifact_docs, write_jsonl
 from tests.pipeline.test_incremental import make_folder
 

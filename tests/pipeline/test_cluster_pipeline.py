@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from chunkers import build_chunker
-from pipeline.cache import EmbeddingCache
-from pipeline.cost import Prices
-from pipeline.index import current_id, live_manifest, load_generation
-from pipeline.reindex import Budget, BudgetExceeded, TenantRun, reindex
-from pipeline.sources import normalise
-from schemas import SchemaRegistry
+from ragindex.cache import EmbeddingCache
+from ragindex.chunkers import build_chunker
+from ragindex.cost import Prices
+from ragindex.index import current_id, live_manifest, load_generation
+from ragindex.reindex import Budget, BudgetExceeded, TenantRun, reindex
+from ragindex.schemas import SchemaRegistry
+from ragindex.sources import normalise
 from tests.conftest import scifact_docs, write_jsonl
 
 SCHEMA = "cluster-200@1"

@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from pipeline.cache import EmbeddingCache
-from pipeline.generations import gc, rollback
-from pipeline.index import GenerationError, current_id, list_generations, live_manifest, load_generation, read_manifest
-from pipeline.repair import verify
-from pipeline.locking import TenantBusy, tenant_lock
-from pipeline.reindex import reindex
-from pipeline.search import Searcher
+from ragindex.cache import EmbeddingCache
+from ragindex.generations import gc, rollback
+from ragindex.index import GenerationError, current_id, list_generations, live_manifest, load_generation, read_manifest
+from ragindex.locking import TenantBusy, tenant_lock
+from ragindex.reindex import reindex
+from ragindex.repair import verify
+from ragindex.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
 
 
@@ -25,7 +25,7 @@ def cli(home, *args, fault=None, check=True, env=None):
     env.pop("RAGINDEX_FAULT", None)
     if fault:
         env["RAGINDEX_FAULT"] = fault
-    p = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "ragindex.cli", *args], env=env, capture_output=True, text=True, timeout=300)
     if check and p.returncode != 0:
         raise AssertionError(f"ragindex {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -102,7 +102,7 @@ def test_truncated_index_is_repaired_in_place_without_reembedding(store, tmp_pat
 @pytest.mark.parametrize("which", ["docs.parquet", "rows.parquet"])
 def test_damaged_segment_tables_are_rebuilt(store, tmp_path, hash_embedder, which):
     """docs.parquet from the rows; rows.parquet by chunking the segment's documents again from the source."""
-    from pipeline.tenants import TenantSettings
+    from ragindex.tenants import TenantSettings
 
     v1, _ = _sources(tmp_path)
     store.save_settings("acme", TenantSettings(source=str(v1), chunker="recursive-200@1"))

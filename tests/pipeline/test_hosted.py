@@ -19,15 +19,15 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cache import EmbeddingCache
-from pipeline.cli import main
-from pipeline.embedder import EmbedderConfig
-from pipeline.hosted import PROBE_TEXTS, HostedError, InputTooLong, ModelDrift, QuotaExceeded
-from pipeline.index import live_manifest
-from pipeline.reindex import reindex
-from pipeline.search import Searcher
+from benchmarks.support.fake_openai import Behaviour, FakeOpenAI
+from ragindex.cache import EmbeddingCache
+from ragindex.cli import main
+from ragindex.embedder import EmbedderConfig
+from ragindex.hosted import PROBE_TEXTS, HostedError, InputTooLong, ModelDrift, QuotaExceeded
+from ragindex.index import live_manifest
+from ragindex.reindex import reindex
+from ragindex.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
-from tests.fakes.openai_server import Behaviour, FakeOpenAI
 
 KEY = "sk-test-0123456789abcdefSECRET"
 MODEL = "openai:text-embedding-3-small"
@@ -158,7 +158,7 @@ def _cli_env(store, api, **extra) -> dict:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_resending_what_was_billed(store, api, corpus):
-    args = [sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(corpus), "--chunker", "recursive-200@1"]
+    args = [sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(corpus), "--chunker", "recursive-200@1"]
     killed = subprocess.run(args, env=_cli_env(store, api, RAGINDEX_FAULT="mid-embedding", RAGINDEX_API_CONCURRENCY="1",
                                                RAGINDEX_API_MAX_INPUTS="8"), capture_output=True, text=True)
     assert killed.returncode == -9
@@ -172,7 +172,7 @@ def test_a_killed_run_resumes_without_resending_what_was_billed(store, api, corp
 @pytest.mark.slow
 def test_ctrl_c_waits_for_requests_in_flight_and_saves_them(store, api, corpus):
     api.behaviour.latency_s = 0.4
-    args = [sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(corpus), "--chunker", "recursive-200@1"]
+    args = [sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(corpus), "--chunker", "recursive-200@1"]
     proc = subprocess.Popen(args, env=_cli_env(store, api, RAGINDEX_API_CONCURRENCY="4", RAGINDEX_API_MAX_INPUTS="4"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cache import EmbeddingCache
-from pipeline.embedder import HashEmbedder
-from pipeline.index import current_id, list_generations, live_manifest, load_live_state
-from pipeline.reindex import reindex
-from pipeline.search import Searcher
+from ragindex.cache import EmbeddingCache
+from ragindex.embedder import HashEmbedder
+from ragindex.index import current_id, list_generations, live_manifest, load_live_state
+from ragindex.reindex import reindex
+from ragindex.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
 
 OLD = time.time() - 3600  # older than the racy window: these stats are trusted
@@ -94,7 +94,7 @@ def test_touched_file_is_read_once_and_its_new_stat_kept(store, hash_embedder, f
 def test_a_file_edited_just_before_a_run_is_read_again_once(store, hash_embedder, folder):
     """Racily clean: a file modified within the timestamp tick of the scan could change again unseen, so its
     stat is not trusted; the next run reads it, and (unchanged) records a trustworthy stat."""
-    from pipeline.changes import racy
+    from ragindex.changes import racy
 
     reindex(store, "acme", source=folder, chunker="recursive-200@1", embedder=hash_embedder)
     f = sorted(folder.iterdir())[2]
@@ -157,7 +157,7 @@ def test_jsonl_records_hashed_as_they_stream(store, hash_embedder, tmp_path):
 
 def test_parquet_source_streams_in_batches(store, hash_embedder, tmp_path):
     """Many rows, optional columns missing: every valid row becomes a document, bad rows are reported."""
-    from pipeline.sources import PARQUET_BATCH
+    from ragindex.sources import PARQUET_BATCH
 
     n = PARQUET_BATCH * 3 + 17
     ids = [f"d{i}" for i in range(n)]
@@ -204,7 +204,7 @@ def test_deleted_document_never_found_and_deletion_set_names_it(store, hash_embe
 def test_cli_says_unchanged_in_json(store, hash_embedder, folder):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from ragindex.cli import main
 
     args = ["--model", "hash", "reindex", "-t", "acme", "--source", str(folder), "--chunker", "recursive-200@1", "--json"]
     first = json.loads(CliRunner().invoke(main, args).stdout)

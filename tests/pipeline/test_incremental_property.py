@@ -13,14 +13,14 @@ import shutil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.embedder import HashEmbedder
-from pipeline.index import live_manifest
-from pipeline.locking import tenant_lock
-from pipeline.maintenance import compact
-from pipeline.reindex import reindex
-from pipeline.repair import verify
-from pipeline.search import Searcher
-from pipeline.tenants import TenantStore
+from ragindex.embedder import HashEmbedder
+from ragindex.index import live_manifest
+from ragindex.locking import tenant_lock
+from ragindex.maintenance import compact
+from ragindex.reindex import reindex
+from ragindex.repair import verify
+from ragindex.search import Searcher
+from ragindex.tenants import TenantStore
 from tests.conftest import scifact_docs
 from tests.pipeline.test_incremental import OLD, make_folder
 

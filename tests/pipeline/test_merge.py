@@ -8,14 +8,14 @@ import faiss
 import numpy as np
 import pytest
 
-import pipeline.segments as segments
-from pipeline.index import SegmentRef, Manifest, current_id, list_generations, live_manifest, load_generation, read_manifest
-from pipeline.locking import tenant_lock
-from pipeline.maintenance import compact
-from pipeline.merge import DELETED_SHARE, FOLD_SHARE, plan_merges
-from pipeline.reindex import reindex
-from pipeline.repair import verify
-from pipeline.search import Searcher
+import ragindex.segments as segments
+from ragindex.index import Manifest, SegmentRef, current_id, list_generations, live_manifest, load_generation, read_manifest
+from ragindex.locking import tenant_lock
+from ragindex.maintenance import compact
+from ragindex.merge import DELETED_SHARE, FOLD_SHARE, plan_merges
+from ragindex.reindex import reindex
+from ragindex.repair import verify
+from ragindex.search import Searcher
 from tests.conftest import scifact_docs
 from tests.pipeline.test_incremental import OLD, make_folder
 
@@ -93,7 +93,7 @@ def test_compact_keeps_results_and_rollback_goes_to_the_content_before(store, ha
     assert _results(store, hash_embedder) == before
     with tenant_lock(paths.lock):
         assert compact(store, "acme").merges == []  # already compact: nothing to do
-    from pipeline.generations import rollback
+    from ragindex.generations import rollback
 
     assert rollback(paths) == first.generation  # the content before the second run, not the pre-merge copy of it
     assert current_id(paths) == first.generation and second.generation in list_generations(paths)
@@ -140,11 +140,11 @@ def _exact_recall(gen, queries: np.ndarray, k: int = 10) -> float:
 def test_ann_segments_keep_recall_with_deletions_and_after_a_fold(store, tmp_path, monkeypatch):
     """HNSW segments (threshold lowered so a small corpus gets one): recall@10 against exact search >= 0.95,
     with deleted rows filtered inside the graph search and after small segments are folded into the graph."""
-    from pipeline.embedder import HashEmbedder
+    from ragindex.embedder import HashEmbedder
 
     monkeypatch.setattr(segments, "APPROX_THRESHOLD", 300)
     emb = HashEmbedder(dim=64)
-    from pipeline.cost import Throughput
+    from ragindex.cost import Throughput
 
     Throughput(store.root).record(emb, 100_000, 1.0)
     folder = make_folder(tmp_path / "docs", scifact_docs(400))

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.hybrid import HybridParams, fuse
-from pipeline.index import current_id, live_manifest
-from pipeline.lexical import LexicalIndex, collection_stats, query_terms, score
-from pipeline.reindex import reindex
-from pipeline.search import Searcher
-from pipeline.tenants import TenantSettings
+from ragindex.cli import main
+from ragindex.hybrid import HybridParams, fuse
+from ragindex.index import current_id, live_manifest
+from ragindex.lexical import LexicalIndex, collection_stats, query_terms, score
+from ragindex.reindex import reindex
+from ragindex.search import Searcher
+from ragindex.tenants import TenantSettings
 from tests.conftest import scifact_docs, write_jsonl
 from tests.pipeline.test_incremental import make_folder
 
@@ -73,8 +73,24 @@ def test_the_tenant_mode_is_the_default_and_bm25_needs_no_model(store, hash_embe
     assert json.loads(res.stdout)[0]["doc_id"] == scifact_docs(30)[7]["_id"]
 
 
+def test_tenants_add_mode_sets_the_default_search_mode_of_the_tenant(store, hash_embedder, tmp_path):
+    src = write_jsonl(tmp_path / "a.jsonl", scifact_docs(30))
+    run = CliRunner()
+    res = run.invoke(main, ["tenants", "add", "acme", "--source", str(src), "--chunker", "recursive-200@1", "--mode", "bm25"])
+    assert res.exit_code == 0 and "search mode bm25" in res.output, res.output
+    assert store.settings("acme").mode == "bm25"
+    reindex(store, "acme", embedder=hash_embedder)
+    title = scifact_docs(30)[7]["title"]
+    # Without --mode the tenant's bm25 is used: no model is needed, so a missing one is never loaded.
+    res = run.invoke(main, ["--model", "/no/such/model", "search", "-t", "acme", title, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["doc_id"] == scifact_docs(30)[7]["_id"]
+    bad = run.invoke(main, ["tenants", "add", "acme", "--source", str(src), "--mode", "fuzzy"])
+    assert bad.exit_code == 2 and "fuzzy" in bad.output
+
+
 def test_a_damaged_lexical_file_is_rebuilt(store, hash_embedder, tmp_path):
-    from pipeline.repair import verify
+    from ragindex.repair import verify
 
     src = write_jsonl(tmp_path / "a.jsonl", scifact_docs(30))
     reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
@@ -104,8 +120,8 @@ def tenant_with_eval(store, hash_embedder, tmp_path):
 
 
 def test_migrate_then_rollback_restores_schema_mode_and_generation(store, hash_embedder, tenant_with_eval):
-    from pipeline.generations import rollback
-    from pipeline.migrate import migrate, repin_to_live
+    from ragindex.generations import rollback
+    from ragindex.migrate import migrate, repin_to_live
 
     paths = store.paths("acme")
     res = migrate(store, "acme", "recursive-250@1", embedder=hash_embedder, mode="bm25")
@@ -120,7 +136,7 @@ def test_migrate_then_rollback_restores_schema_mode_and_generation(store, hash_e
 
 
 def test_a_migration_that_scores_worse_is_not_promoted(store, hash_embedder, tenant_with_eval, monkeypatch):
-    import pipeline.evaluate.tenant as tq
+    import ragindex.evaluate.tenant as tq
 
     live = current_id(store.paths("acme"))
     monkeypatch.setattr(tq, "tenant_quality",

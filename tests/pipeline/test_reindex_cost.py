@@ -11,11 +11,11 @@ import random
 
 import pytest
 
-from pipeline.cache import EmbeddingCache
-from pipeline.reindex import Budget, BudgetExceeded, TenantRun, reindex
-from pipeline.cost import Prices
-from pipeline.embedder import HashEmbedder
-from pipeline.index import current_id, list_generations, live_manifest, load_generation
+from ragindex.cache import EmbeddingCache
+from ragindex.cost import Prices
+from ragindex.embedder import HashEmbedder
+from ragindex.index import current_id, list_generations, live_manifest, load_generation
+from ragindex.reindex import Budget, BudgetExceeded, TenantRun, reindex
 from tests.conftest import scifact_docs, write_jsonl
 
 
@@ -147,7 +147,7 @@ def test_model_change_is_a_new_key_space(store, corpus):
 
 def test_crash_between_commits_resumes_without_reembedding(store, hash_embedder, corpus, monkeypatch):
     """A failure after some batches were committed keeps them; the next run embeds only the rest."""
-    import pipeline.embedding as r
+    import ragindex.embedding as r
 
     _, src = corpus
     commits = {"n": 0}

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from ragindex.cli import main
 from tests.conftest import REPO
 
 
@@ -48,7 +48,7 @@ def test_embedder_matches_raw_sentence_transformers_in_input_order(model):
 
 
 def test_plan_batches_respect_token_budget():
-    from pipeline.embedder import plan_batches
+    from ragindex.embedder import plan_batches
 
     lengths = [5, 256, 17, 256, 3, 100, 100, 64] * 20
     batches = plan_batches(lengths, token_budget=1024)

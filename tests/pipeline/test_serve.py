@@ -20,9 +20,9 @@ import urllib.request
 
 import pytest
 
-from pipeline import keys
-from pipeline.reindex import reindex
-from pipeline.tenants import TenantSettings
+from ragindex import keys
+from ragindex.reindex import reindex
+from ragindex.tenants import TenantSettings
 from tests.conftest import scifact_docs, write_jsonl
 
 
@@ -57,7 +57,7 @@ def server(store, hash_embedder, tmp_path):
     port = free_port()
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
     env.pop("DAGSTER_HOME", None)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ragindex.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -147,7 +147,7 @@ def test_a_promotion_is_picked_up_without_a_failed_request(server, store):
     more = write_jsonl(server["sources"]["acme"].with_name("more.jsonl"), scifact_docs(70)[:50])
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
     env.pop("DAGSTER_HOME", None)
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(more), "--json"],
+    done = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(more), "--json"],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     after = json.loads(done.stdout)["generation"]

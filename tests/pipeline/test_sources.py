@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.documents import load_documents
-from pipeline.sources import normalise, read_source
+from ragindex.documents import load_documents
+from ragindex.sources import normalise, read_source
 
 
 def _reasons(report):

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from pipeline.tenants import TenantError, TenantStore, validate_tenant
+from ragindex.tenants import TenantError, TenantStore, validate_tenant
 
 HOSTILE = ["", "../x", "/etc", "a/b", "a\\b", "..", ".", "UPPER", "ａcme", "acme\u200b", "tab\tname", "x" * 64, "-lead", "a\x00b", "é"]
 

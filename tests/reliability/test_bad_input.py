@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.documents import load_documents
-from pipeline.reindex import reindex
-from pipeline.sources import read_source
+from ragindex.documents import load_documents
+from ragindex.reindex import reindex
+from ragindex.sources import read_source
 
 
 def test_50_mb_document_is_skipped_with_its_size_and_the_rest_indexed(tmp_path, store, hash_embedder):

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from pipeline.cache import EmbeddingCache
-from pipeline.index import current_id
-from pipeline.orchestration.devserver import fresh_dagster_home
-from pipeline.loadtest import search_during_reindex
-from pipeline.reindex import reindex
+from benchmarks.support.devserver import fresh_dagster_home
+from benchmarks.support.loadtest import search_during_reindex
+from ragindex.cache import EmbeddingCache
+from ragindex.index import current_id
+from ragindex.reindex import reindex
 from tests.conftest import scifact_docs, write_jsonl
 
 
@@ -23,7 +23,7 @@ def _cli(home, *args, env: dict | None = None):
     """`ragindex` in a subprocess; a plain run (no Dagster instance) unless ``env`` names DAGSTER_HOME."""
     base = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env = {**base, "RAGINDEX_HOME": str(home), "RAGINDEX_MODEL": "hash", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "ragindex.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
 import sys
-import os
 
 import pytest
 
-from pipeline.cache import CacheError, EmbeddingCache
-from pipeline.index import current_id, list_generations
-from pipeline.repair import verify
-from pipeline.reindex import reindex
-from pipeline.search import Searcher
+from ragindex.cache import CacheError, EmbeddingCache
+from ragindex.index import current_id, list_generations
+from ragindex.reindex import reindex
+from ragindex.repair import verify
+from ragindex.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
 
 
@@ -79,12 +79,12 @@ def test_disk_full_fails_cleanly_and_keeps_the_live_generation(indexed, tmp_path
     paths, first, _ = indexed
     src = write_jsonl(tmp_path / "big.jsonl", scifact_docs(1500))
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
-    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(src), "--chunker", "recursive-200@1"],
+    p = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(src), "--chunker", "recursive-200@1"],
                        env=env, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(limit))
     assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
     assert "error:" in p.stderr and "Traceback" not in p.stderr
     assert current_id(paths) == first.generation and list_generations(paths) == [first.generation]
     assert not list(paths.segments.glob(".tmp-*")) and not list(paths.generations.glob(".*tmp*"))
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "-t", "acme", "cancer", "--json"], env=env,
+    out = subprocess.run([sys.executable, "-m", "ragindex.cli", "search", "-t", "acme", "cancer", "--json"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert json.loads(out.stdout)[0]["generation"] == first.generation

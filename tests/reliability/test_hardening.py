@@ -16,14 +16,14 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.cost import Throughput
-from pipeline.embedder import HashEmbedder
-from pipeline.index import current_id, list_generations, live_manifest
-from pipeline.locking import tenant_lock
-from pipeline.reindex import MassDeletion, reindex
-from pipeline.repair import verify
-from pipeline.search import Searcher
+from ragindex.cli import main
+from ragindex.cost import Throughput
+from ragindex.embedder import HashEmbedder
+from ragindex.index import current_id, list_generations, live_manifest
+from ragindex.locking import tenant_lock
+from ragindex.reindex import MassDeletion, reindex
+from ragindex.repair import verify
+from ragindex.search import Searcher
 from tests.conftest import scifact_docs, write_jsonl
 from tests.pipeline.test_incremental import make_folder, snapshot
 
@@ -95,7 +95,7 @@ def test_an_unreadable_parquet_source_keeps_the_index(store, hash_embedder, tmp_
 def test_the_dagster_documents_check_refuses_a_mass_deletion(store, hash_embedder, tmp_path):
     import dagster as dg
 
-    from pipeline.tenants import TenantSettings
+    from ragindex.tenants import TenantSettings
     from tests.orchestration.helpers import checks, materialize
 
     src = write_jsonl(tmp_path / "a.jsonl", scifact_docs(10))
@@ -113,7 +113,7 @@ def test_the_dagster_documents_check_refuses_a_mass_deletion(store, hash_embedde
 def test_an_unreadable_subfolder_keeps_its_documents(store, hash_embedder, tmp_path, monkeypatch):
     """A folder the walk cannot list (EACCES; the tests run as root, so the OS boundary is faked) is skipped
     with a reason, and the documents it held are kept, neither deleted nor read."""
-    import pipeline.sources as sources
+    import ragindex.sources as sources
 
     root = tmp_path / "docs"
     make_folder(root / "public", scifact_docs(10))
@@ -194,7 +194,7 @@ def test_parallel_throughput_writes_never_corrupt_the_file(store):
 def test_a_published_schema_edited_in_place_does_not_run(store, tmp_path, monkeypatch, indexed_folder):
     import shutil
 
-    from schemas.registry import PACKAGE_DIR
+    from ragindex.schemas.registry import PACKAGE_DIR
 
     folder, _ = indexed_folder
     root = tmp_path / "schemas"
@@ -237,9 +237,9 @@ def test_a_jsonl_line_with_a_lone_surrogate_is_skipped(store, hash_embedder, tmp
 
 def test_a_huge_line_without_whitespace_chunks_in_linear_work():
     """The recursive chunker's last resort (split into characters) counts each distinct character once."""
-    from chunkers import build_chunker
-    from chunkers.tokenizers import get_tokenizer
-    from schemas import SchemaRegistry
+    from ragindex.chunkers import build_chunker
+    from ragindex.chunkers.tokenizers import get_tokenizer
+    from ragindex.schemas import SchemaRegistry
 
     spec = SchemaRegistry().get("default@1").spec
     chunker = build_chunker(spec)
@@ -301,7 +301,7 @@ def test_a_bad_price_table_or_tenant_file_is_one_line_not_a_traceback(store, ind
     prices.write_text("self_hosted = [1, 2]\n")
     res = ragindex("plan", "-t", "acme", "--source", str(folder), "--prices", str(prices))
     assert res.exit_code == 1 and "bad price table" in res.output and "Traceback" not in res.output
-    store.save_settings("other", __import__("pipeline.tenants", fromlist=["TenantSettings"]).TenantSettings(source=str(folder)))
+    store.save_settings("other", __import__("ragindex.tenants", fromlist=["TenantSettings"]).TenantSettings(source=str(folder)))
     store.paths("other").settings_file.write_text("{ not json")
     res = ragindex("tenants", "list", "--json")
     assert res.exit_code == 0
@@ -327,12 +327,12 @@ def test_a_queued_rollback_reports_what_it_replaced(store, hash_embedder, tmp_pa
     paths = store.paths("acme")
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
     with tenant_lock(paths.lock):
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "rollback", "-t", "acme", "--wait", "60", "--json"],
+        proc = subprocess.Popen([sys.executable, "-m", "ragindex.cli", "rollback", "-t", "acme", "--wait", "60", "--json"],
                                 env=env, stdout=subprocess.PIPE, text=True)
         import time
 
         time.sleep(1.5)
-        from pipeline.generations import rollback
+        from ragindex.generations import rollback
 
         rollback(paths)  # another writer rolls back first: gens[2] -> gens[1]
     out = json.loads(proc.communicate(timeout=60)[0])
@@ -342,14 +342,14 @@ def test_a_queued_rollback_reports_what_it_replaced(store, hash_embedder, tmp_pa
 def test_no_stale_lock_warning_after_an_ordinary_failure(store, hash_embedder, indexed_folder, tmp_path):
     folder, _ = indexed_folder
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
-    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(folder),
+    bad = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(folder),
                           "--max-cost", "0"], env=env, capture_output=True, text=True)
     f = sorted(folder.iterdir())[0]
     f.write_text(f.read_text() + "\nchanged\n")
-    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(folder),
+    bad = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(folder),
                           "--chunker", "recursive-200@1", "--max-cost", "0"], env=env, capture_output=True, text=True)
     assert bad.returncode == 3
-    ok = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", "acme", "--source", str(folder),
+    ok = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(folder),
                          "--chunker", "recursive-200@1"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "stale lock" not in ok.stderr
 
@@ -377,7 +377,7 @@ def test_a_corrupt_cache_message_advises_repair_not_paying_again(store, indexed_
 def test_tenants_remove_deletes_everything_and_only_that_tenant(store, hash_embedder, tmp_path, monkeypatch):
     import dagster as dg
 
-    from pipeline.orchestration.devserver import fresh_dagster_home
+    from benchmarks.support.devserver import fresh_dagster_home
 
     monkeypatch.setenv("DAGSTER_HOME", str(fresh_dagster_home(tmp_path / "dh")))
     a = write_jsonl(tmp_path / "a.jsonl", scifact_docs(10))
@@ -406,16 +406,16 @@ def test_tenants_remove_refuses_a_running_writer_and_finishes_after_a_crash(stor
         assert res.exit_code == 4 and store.exists("acme")
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_FAULT": "tenant-removing"}
     env.pop("DAGSTER_HOME", None)
-    killed = subprocess.run([sys.executable, "-m", "pipeline.cli", "tenants", "remove", "acme", "--yes"], env=env)
+    killed = subprocess.run([sys.executable, "-m", "ragindex.cli", "tenants", "remove", "acme", "--yes"], env=env)
     assert killed.returncode == -9 and not store.exists("acme") and list(store.tenants_dir.glob(".removing-acme-*"))
     env.pop("RAGINDEX_FAULT")
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "tenants", "remove", "acme", "--yes"], env=env)
+    done = subprocess.run([sys.executable, "-m", "ragindex.cli", "tenants", "remove", "acme", "--yes"], env=env)
     assert done.returncode == 0 and not list(store.tenants_dir.glob(".removing-*"))
     assert list_generations(paths) == []
 
 
 def test_a_usage_error_with_json_is_a_json_error_too():
     env = {**os.environ, "RAGINDEX_MODEL": "hash"}
-    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "-t", "acme", "--json"], env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "ragindex.cli", "search", "-t", "acme", "--json"], env=env, capture_output=True, text=True)
     assert p.returncode == 2 and json.loads(p.stdout)["error"] == {"kind": "usage", "message": "Missing argument 'QUERY'.",
                                                                    "exit_code": 2}

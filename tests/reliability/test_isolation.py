@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.cli import main
+from ragindex.cli import main
 from tests.conftest import scifact_docs, write_jsonl
 
 POOL = scifact_docs(60)

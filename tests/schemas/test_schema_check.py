@@ -7,9 +7,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from schemas import SchemaError, SchemaRegistry
-from schemas.registry import PACKAGE_DIR
+from ragindex.cli import main
+from ragindex.schemas import SchemaError, SchemaRegistry
+from ragindex.schemas.registry import PACKAGE_DIR
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_comment_and_key_order_do_not_change_fingerprint(schemas_root):
 
 
 def test_implementation_change_is_detected(schemas_root, monkeypatch):
-    from chunkers import registry, token
+    from ragindex.chunkers import registry, token
 
     monkeypatch.setattr(token.TokenChunker, "IMPL_VERSION", 2)
     registry._behaviour_hash.cache_clear()
@@ -72,7 +72,7 @@ def test_implementation_change_is_detected(schemas_root, monkeypatch):
 def test_bad_schema_names_the_field(schemas_root, body, field):
     f = schemas_root / "chunkers" / "bad.v1.toml"
     f.write_text(body)
-    from schemas.chunker import SchemaFile
+    from ragindex.schemas.chunker import SchemaFile
 
     with pytest.raises(SchemaError, match=field):
         SchemaFile.load(f)

@@ -6,8 +6,19 @@ import sys
 
 import click
 
-from pipeline.cli import (
-    EXIT_BUDGET, EXIT_CHECK, EXIT_REPAIRED, FiniteFloat, _emit, _errors, fail, json_option, main, pass_ctx, tenant_option,
+from ragindex.cli.root import (
+    EXIT_BUDGET,
+    EXIT_CHECK,
+    EXIT_REPAIRED,
+    FiniteFloat,
+    _emit,
+    _errors,
+    _print_plan,
+    fail,
+    json_option,
+    main,
+    pass_ctx,
+    tenant_option,
     wait_option,
 )
 
@@ -22,7 +33,7 @@ def generations(ctx, tenant, as_json):
 
     Example: ragindex generations --tenant acme --json
     """
-    from pipeline.generations import describe
+    from ragindex.generations import describe
 
     rows = describe(ctx.store.require(tenant))
     _emit(rows, as_json, lambda rows: click.echo("\n".join(
@@ -46,10 +57,10 @@ def rollback(ctx, tenant, to, wait, as_json):
 
     Example: ragindex rollback --tenant acme --to 20261127T101500000000Z-1a2b3c4d
     """
-    from pipeline.generations import rollback as do_rollback
-    from pipeline.index import current_id
-    from pipeline.locking import tenant_lock
-    from pipeline.migrate import repin_to_live
+    from ragindex.generations import rollback as do_rollback
+    from ragindex.index import current_id
+    from ragindex.locking import tenant_lock
+    from ragindex.migrate import repin_to_live
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait):
@@ -83,10 +94,10 @@ def migrate(ctx, tenant, to, mode, accept_regression, budget_tokens, max_cost, d
 
     Example: ragindex migrate --tenant acme --to recursive-200@1 --mode hybrid --max-cost 0.10
     """
-    from pipeline.cli import _print_plan
-    from pipeline.cost import Budget, BudgetExceeded
-    from pipeline.gates import ChecksFailed
-    from pipeline.migrate import migrate as do_migrate, plan_migration
+    from ragindex.cost import Budget, BudgetExceeded
+    from ragindex.gates import ChecksFailed
+    from ragindex.migrate import migrate as do_migrate
+    from ragindex.migrate import plan_migration
 
     embedder = ctx.embedder_for(tenant)
     if dry_run:
@@ -122,9 +133,9 @@ def gc(ctx, tenant, keep, wait, as_json):
 
     Example: ragindex gc --tenant acme --keep 3
     """
-    from pipeline.generations import gc as do_gc
-    from pipeline.locking import tenant_lock
-    from pipeline.maintenance import keep_generations
+    from ragindex.generations import gc as do_gc
+    from ragindex.locking import tenant_lock
+    from ragindex.maintenance import keep_generations
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait):
@@ -148,8 +159,8 @@ def compact(ctx, tenant, wait, as_json):
 
     Example: ragindex compact --tenant acme
     """
-    from pipeline.locking import tenant_lock
-    from pipeline.maintenance import compact as do_compact
+    from ragindex.locking import tenant_lock
+    from ragindex.maintenance import compact as do_compact
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait):
@@ -185,8 +196,8 @@ def verify(ctx, tenant, repair, wait, as_json):
     """
     from contextlib import nullcontext
 
-    from pipeline.locking import tenant_lock
-    from pipeline.repair import verify as do_verify
+    from ragindex.locking import tenant_lock
+    from ragindex.repair import verify as do_verify
 
     paths = ctx.store.require(tenant)
     with tenant_lock(paths.lock, wait=wait) if repair else nullcontext():

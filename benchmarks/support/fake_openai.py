@@ -67,7 +67,7 @@ class FakeOpenAI:
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from chunkers.tokenizers import get_tokenizer
+        from ragindex.chunkers.tokenizers import get_tokenizer
 
         self._tok = get_tokenizer("cl100k_base")
         self._lock = threading.Lock()

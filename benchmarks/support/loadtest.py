@@ -16,7 +16,7 @@ def search_during_reindex(store, tenant: str, embedder, source: Path, chunker: s
 
     Returns searches, errors (with the first few messages), searches/s and the generations seen.
     """
-    from pipeline.search import Searcher
+    from ragindex.search import Searcher
 
     searcher = Searcher(store, embedder)
     stop = threading.Event()
@@ -42,7 +42,7 @@ def search_during_reindex(store, tenant: str, embedder, source: Path, chunker: s
     for t in pool:
         t.start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "reindex", "-t", tenant, "--source", str(source),
+        proc = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", tenant, "--source", str(source),
                                "--chunker", chunker, "--json"], env=env, capture_output=True, text=True, timeout=600)
         time.sleep(0.5)  # keep searching across the switch
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option
+from ragindex.cli.root import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option
 
 data_root_option = click.option("--data-root", envvar="RAGINDEX_DATA_ROOT", type=click.Path(file_okay=False, path_type=Path),
                                 help="Folder holding the presets scifact/ and chroma_chunking/ (default ../shared/data).")
@@ -24,10 +24,10 @@ mode_option = click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid
 
 
 def _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown, mode=None):
-    from pipeline.evaluate import datasets, report
-    from pipeline.evaluate.gate import GateConfig, default_configuration
-    from pipeline.evaluate.runner import evaluate
-    from schemas import SchemaRegistry
+    from ragindex.evaluate import datasets, report
+    from ragindex.evaluate.gate import GateConfig, default_configuration
+    from ragindex.evaluate.runner import evaluate
+    from ragindex.schemas import SchemaRegistry
 
     if chunker and whole_docs:
         raise click.UsageError("give --chunker or --whole-docs, not both")
@@ -101,9 +101,9 @@ def eval_tenant(ctx, tenant, generation, k, as_json):
 
     Example: ragindex eval tenant --tenant acme --json
     """
-    from pipeline.evaluate.tenant import tenant_quality
-    from pipeline.index import current_id
-    from pipeline.tenants import TenantError
+    from ragindex.evaluate.tenant import tenant_quality
+    from ragindex.index import current_id
+    from ragindex.tenants import TenantError
 
     paths = ctx.store.require(tenant)
     eval_set = ctx.store.settings(tenant).eval_set
@@ -143,7 +143,7 @@ def eval_record(ctx, refs, dataset, k, accept_regression, mode, baselines, data_
 
     Example: ragindex eval record --schema recursive-250@1 --mode hybrid
     """
-    from pipeline.evaluate.gate import GATED, GateConfig, default_configuration, record
+    from ragindex.evaluate.gate import GATED, GateConfig, default_configuration, record
 
     cfg = GateConfig(baselines=baselines, data_root=data_root, model=ctx.model or "default", progress=_progress)
     todo = [(ref, mode) for ref in refs] if refs else list(dict.fromkeys([(ref, "dense") for ref in GATED] + [default_configuration()]))
@@ -180,8 +180,8 @@ def eval_diff(ctx, refs, mode, markdown, baselines, data_root, as_json):
 
     Example: ragindex eval diff --markdown gate.md
     """
-    from pipeline.evaluate import report
-    from pipeline.evaluate.gate import GateConfig, diff
+    from ragindex.evaluate import report
+    from ragindex.evaluate.gate import GateConfig, diff
 
     verdicts = diff(GateConfig(baselines=baselines, data_root=data_root, model=ctx.model or "default", progress=_progress),
                     list(refs) or None, mode=mode)

@@ -1,0 +1,1 @@
+"""Package data, not code: the retrieval gate's recorded baselines, installed as ``ragindex.baselines``."""

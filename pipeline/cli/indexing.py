@@ -1,0 +1,209 @@
+"""``ragindex plan | reindex | search | status``: index a tenant, know the cost first, query it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ragindex.cli.root import (
+    EXIT_BUDGET,
+    EXIT_CHECK,
+    FiniteFloat,
+    _emit,
+    _errors,
+    _print_plan,
+    _skipped_summary,
+    fail,
+    json_option,
+    main,
+    pass_ctx,
+    tenant_option,
+    wait_option,
+)
+
+source_option = click.option("--source", type=click.Path(exists=True, path_type=Path), help="Override the tenant's source.")
+chunker_option = click.option("--chunker", help="Schema NAME@VERSION (default: the tenant's).")
+prices_option = click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price table TOML (default: built-in).")
+rescan_option = click.option("--rescan", is_flag=True,
+                             help="Read and hash every file, even those whose size and modification time are unchanged. "
+                                  "Use it on file systems whose mtimes cannot be trusted (some network shares, "
+                                  "restores that reset timestamps, tools that rewrite files and restore the mtime).")
+rebuild_option = click.option("--rebuild", is_flag=True,
+                              help="Chunk every document again and write one new segment with all of them "
+                                   "(vectors still come from the cache: nothing already paid is embedded again).")
+
+
+@main.command()
+@tenant_option
+@source_option
+@chunker_option
+@prices_option
+@rescan_option
+@rebuild_option
+@json_option
+@pass_ctx
+@_errors
+def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
+    """Dry run: what a reindex would read, chunk, embed and cost. Embeds nothing, writes nothing.
+
+    Example: ragindex plan --tenant acme --chunker recursive-200@1
+    """
+    from ragindex.cost import Prices
+    from ragindex.reindex import TenantRun
+
+    with TenantRun(ctx.store, tenant, embedder=ctx.embedder_for(tenant), source=source, chunker=chunker, prices=Prices.load(prices),
+                   rescan=rescan, rebuild=rebuild, progress=not as_json) as run:
+        staged, p = run.stage()
+    report = p.report()
+    if as_json:
+        report["skipped"] = [{"where": s.where, "reason": s.reason} for s in staged.changes.skipped]
+    _emit(report, as_json, _print_plan)
+    if not as_json:
+        _skipped_summary(staged.changes.skipped)
+
+
+@main.command()
+@tenant_option
+@source_option
+@chunker_option
+@prices_option
+@click.option("--budget-tokens", type=click.IntRange(min=0), help="Refuse to embed more model tokens than this.")
+@click.option("--max-cost", type=FiniteFloat(0), help="Refuse if the estimated cost (USD) is higher.")
+@rescan_option
+@rebuild_option
+@click.option("--allow-deletions", is_flag=True, default=None,
+              help="Let this run delete every live document, or more than half of them. Without it such a run is "
+                   "refused (exit 7): an unmounted share or an emptied folder looks exactly like that.")
+@click.option("--accept-model-drift", is_flag=True,
+              help="A hosted model whose vectors changed under the same name is refused; with this flag, move to the "
+                   "new model: a new key space, every text embedded again (see `ragindex plan` for the cost).")
+@wait_option
+@json_option
+@pass_ctx
+@_errors
+def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, rescan, rebuild, allow_deletions,
+            accept_model_drift, wait, as_json):
+    """Index what changed in a tenant's source: one new segment, a new generation, promoted.
+
+    Files whose size and modification time are unchanged are not read; unchanged
+    documents are not chunked; only texts this tenant never embedded with this
+    model are embedded. A run that finds no change writes nothing and says
+    "unchanged". Over budget it exits 3 having changed nothing; a failed check
+    (index consistency, retrieval quality) exits 5 and leaves the live generation
+    as it was. With $DAGSTER_HOME set, it runs the Dagster asset job in that
+    instance, so the run and its metadata show in the UI.
+
+    Example: ragindex reindex --tenant acme --source ./docs --max-cost 0.10
+    """
+    from ragindex.cost import Budget, BudgetExceeded, Prices
+    from ragindex.gates import ChecksFailed
+    from ragindex.reindex import reindex as run
+
+    try:
+        if os.environ.get("DAGSTER_HOME"):
+            from ragindex.orchestration.run import reindex_in_dagster
+
+            out, skipped = reindex_in_dagster(ctx.store, tenant, source=source, chunker=chunker, model=ctx.model_for(tenant)[0],
+                                              prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait,
+                                              rescan=rescan, rebuild=rebuild, allow_deletions=allow_deletions,
+                                              accept_model_drift=accept_model_drift, dimensions=ctx.model_for(tenant)[1])
+        else:
+            result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder_for(tenant), prices=Prices.load(prices),
+                         budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait, rescan=rescan,
+                         rebuild=rebuild, allow_deletions=allow_deletions, accept_model_drift=accept_model_drift)
+            out, skipped = result.to_dict(), result.skipped
+    except ChecksFailed as exc:
+        fail(f"{exc}. The live generation is unchanged; the candidate stays on disk for inspection.",
+             EXIT_CHECK, "checks failed", as_json)
+    except BudgetExceeded as exc:
+        if as_json:
+            click.echo(json.dumps({"error": {"kind": "over budget", "message": "; ".join(exc.reasons) + ". Nothing was changed.",
+                                             "exit_code": EXIT_BUDGET}, "reasons": exc.reasons, "plan": exc.plan.report()},
+                                  indent=2))
+        else:
+            _print_plan(exc.plan.report())
+            click.echo(f"error: over budget: {'; '.join(exc.reasons)}. Nothing was changed.", err=True)
+            click.echo("To proceed: raise --budget-tokens/--max-cost, or reduce what is embedded "
+                       "(e.g. index fewer documents or keep the tenant's current schema).", err=True)
+        sys.exit(EXIT_BUDGET)
+
+    def human(o):
+        led, ch = o["ledger"], o["changes"]
+        if o["status"] == "unchanged":
+            click.echo(f"tenant {o['tenant']}: unchanged; generation {o['generation']} stays live "
+                       f"({ch['files_seen']} files checked, {ch['files_read']} read, nothing written)")
+        else:
+            click.echo(f"tenant {o['tenant']}: generation {o['generation']} is live")
+            click.echo(f"  documents new {ch['docs_new']}, changed {ch['docs_changed']}, deleted {ch['docs_deleted']}, "
+                       f"unchanged {ch['docs_unchanged']} ({ch['files_read']} of {ch['files_seen']} files read)")
+            click.echo(f"  embedded {led['texts']} texts, {led['tokens']:,} tokens in {led['seconds']:.2f} s "
+                       f"(${led['cost_usd']:.6f}); {o['plan']['vectors_reused']} vectors reused from cache")
+            click.echo(f"  wrote {o['bytes_written'] / 1e6:.2f} MB" + (f" (segment {o['segment']})" if o.get("segment") else ""))
+            for m in (o.get("maintenance") or {}).get("merges", []):
+                click.echo(f"  merged {len(m['inputs'])} segment(s) into {m['segment']}: {m['reason']}")
+        if "dagster_run_id" in o:
+            click.echo(f"  dagster run {o['dagster_run_id']} (see the UI's run history)")
+        _skipped_summary(skipped)
+
+    _emit(out, as_json, human)
+
+
+@main.command()
+@tenant_option
+@click.argument("query")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Number of hits.")
+@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
+              help="dense (embeddings), bm25 (words) or hybrid (both, fused); default: the tenant's, else the default's.")
+@click.option("--filter", "filter_", metavar="JSON",
+              help='Only chunks whose document matches, e.g. \'{"team": "search", "year": {">": 2020}}\' or '
+                   '\'{"path": {"prefix": "guides/"}}\' (operators: == != in not_in < <= > >= exists prefix glob; and/or/not).')
+@json_option
+@pass_ctx
+@_errors
+def search(ctx, tenant, query, k, mode, filter_, as_json):
+    """Search one tenant's live generation.
+
+    Example: ragindex search --tenant acme "atomic promote" -k 3
+    """
+    hits = ctx.api.tenant(tenant).search(query, k, mode, filter_)  # no model is loaded for bm25 (--mode or the tenant's)
+
+    def human(hits):
+        for h in hits:
+            click.echo(f"{h['rank']}. {h['score']:.3f}  {h['doc_id']} [{h['start']}:{h['end']}]")
+            click.echo("   " + " ".join(h["text"].split())[:200])
+
+    _emit([h.to_dict() for h in hits], as_json, human)
+
+
+@main.command()
+@tenant_option
+@json_option
+@pass_ctx
+@_errors
+def status(ctx, tenant, as_json):
+    """Cache size, hit rate, ledger totals and spend per calendar month of a tenant.
+
+    While a reindex runs, the cache figures read "busy, retry" (the live generation is still shown).
+
+    Example: ragindex status --tenant acme --json
+    """
+    out = ctx.api.tenant(tenant).status()
+
+    def human(o):
+        click.echo(f"tenant {o['tenant']}: live generation {o['generation'] or '(none)'}")
+        if o.get("cache", {}).get("busy"):
+            click.echo(f"  cache   {o['cache']['message']}")
+        elif "cache" in o:
+            c, led = o["cache"], o["ledger"]
+            click.echo(f"  cache   {c['vectors']} vectors in {c['key_spaces']} model key space(s), {c['bytes'] / 1e6:.1f} MB")
+            click.echo(f"  ledger  {led['runs']} runs: {led['texts']} texts, {led['tokens']:,} tokens, {led['seconds']:.1f} s, ${led['cost_usd']:.6f}")
+            click.echo(f"  hit rate {o['hit_rate']:.1%} of texts looked up were already cached" if o["hit_rate"] is not None else "  hit rate n/a")
+            for m in o["spend_by_month"]:
+                billed = f", {m['tokens_billed']:,} billed by the API" if m["tokens_billed"] else ""
+                click.echo(f"  {m['month']}  {m['runs']} runs, {m['texts']} texts, {m['tokens']:,} tokens{billed}: ${m['cost_usd']:.6f}")
+
+    _emit(out, as_json, human)

@@ -1,0 +1,90 @@
+"""``ragindex serve`` and ``ragindex keys create | list | revoke``: the HTTP search service and its keys."""
+
+from __future__ import annotations
+
+import click
+
+from ragindex.cli.root import _emit, _errors, json_option, main, pass_ctx, tenant_option
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1: this machine only).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@pass_ctx
+@_errors
+def serve(ctx, host, port, log_level):
+    """Serve searches over HTTP: warm model, live generations kept loaded, per-tenant API keys.
+
+    \b
+    POST /v1/tenants/T/search        {"query": "...", "k": 5, "mode": "hybrid", "filter": {...}}
+    POST /v1/tenants/T/search/batch  {"queries": [...], ...}
+    GET  /healthz  /readyz  /metrics  /docs
+    Send `Authorization: Bearer KEY` with a key from `ragindex keys create --tenant T`.
+    Promotions are picked up without a restart; SIGTERM lets requests in flight finish.
+
+    Example: ragindex serve --port 8080
+    """
+    from ragindex.serve import serve as run
+
+    click.echo(f"ragindex serving {ctx.store.root} on http://{host}:{port} (docs at /docs)", err=True)
+    run(ctx.api, host=host, port=port, log_level=log_level)
+
+
+@main.group("keys")
+def keys_group():
+    """API keys of a tenant for `ragindex serve` (only a hash is stored, in the tenant's directory)."""
+
+
+@keys_group.command("create")
+@tenant_option
+@click.option("--name", default="", help="What the key is for (shown in `keys list`).")
+@json_option
+@pass_ctx
+@_errors
+def keys_create(ctx, tenant, name, as_json):
+    """Make a key for TENANT and print it once (it cannot be shown again).
+
+    Example: ragindex keys create --tenant acme --name frontend --json
+    """
+    from ragindex import keys
+
+    key, rec = keys.create(ctx.store, tenant, name)
+    _emit({"tenant": tenant, "key": key, **rec.public()}, as_json,
+          lambda o: click.echo(f"{o['key']}\n(key {o['id']} of tenant {tenant}; store it now: it is not shown again)"))
+
+
+@keys_group.command("list")
+@tenant_option
+@json_option
+@pass_ctx
+@_errors
+def keys_list(ctx, tenant, as_json):
+    """List TENANT's keys (ids, names, dates; never the keys).
+
+    Example: ragindex keys list --tenant acme
+    """
+    from ragindex import keys
+
+    ctx.store.require(tenant)
+    rows = [k.public() for k in keys.load(ctx.store, tenant)]
+    _emit(rows, as_json, lambda rows: click.echo("\n".join(
+        f"{r['id']}  {r['name'] or '-':<20} created {r['created_at']}" + (f"  REVOKED {r['revoked_at']}" if r["revoked_at"] else "")
+        for r in rows) or "no keys"))
+
+
+@keys_group.command("revoke")
+@tenant_option
+@click.argument("key_id")
+@json_option
+@pass_ctx
+@_errors
+def keys_revoke(ctx, tenant, key_id, as_json):
+    """Revoke one of TENANT's keys by its id (from `keys list`); takes effect on the next request.
+
+    Example: ragindex keys revoke --tenant acme 1a2b3c4d
+    """
+    from ragindex import keys
+
+    rec = keys.revoke(ctx.store, tenant, key_id)
+    _emit(rec.public(), as_json, lambda o: click.echo(f"key {o['id']} of tenant {tenant} revoked"))
