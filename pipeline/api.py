@@ -26,7 +26,7 @@ from typing import Sequence
 
 from ragindex.cost import Budget, Plan, Prices
 from ragindex.reindex import IndexingResult, TenantRun, reindex
-from ragindex.search import Hit, Searcher
+from ragindex.search import Hit, Searcher, tenant_mode
 from ragindex.tenants import TenantSettings, TenantStore
 
 
@@ -134,13 +134,13 @@ class Tenant:
 
         Example: ``rx.tenant("acme").search("rotate keys", k=3, filter={"path": {"prefix": "ops/"}})``
         """
-        searcher = self.rx.searcher(self.name, needs_model=(mode or self.settings.mode) != "bm25")
+        searcher = self.rx.searcher(self.name, needs_model=(mode or tenant_mode(self.settings)) != "bm25")
         return searcher.search(self.name, query, k, mode, filter)
 
     def search_many(self, queries: Sequence[str], k: int = 5, mode: str | None = None,
                     filter: dict | str | None = None) -> list[list[Hit]]:
         """:meth:`search` for each query, against one generation (a promotion in between does not split them)."""
-        searcher = self.rx.searcher(self.name, needs_model=(mode or self.settings.mode) != "bm25")
+        searcher = self.rx.searcher(self.name, needs_model=(mode or tenant_mode(self.settings)) != "bm25")
         return searcher.search_many(self.name, list(queries), k, mode, filter)
 
     def status(self) -> dict:

@@ -105,8 +105,8 @@ class EmbeddingCache:
                 self.con.execute("UPDATE ledger SET status = 'interrupted' WHERE status = 'running'")
         except duckdb.Error as exc:
             if "lock" in str(exc).lower():
-                raise CacheBusy(f"{self.path}: busy, retry: the embedding cache is in use by a running reindex "
-                                "(nothing is wrong with it); run this again when that reindex has finished") from exc
+                raise CacheBusy(f"{self.path}: busy, retry: the embedding cache is in use by another ragindex process "
+                                "(a reindex or an evaluation; nothing is wrong with it); run this again when it has finished") from exc
             if self.path.parent.name == "cache":  # a tenant's cache: its segments hold every vector
                 fix = (f"Run `ragindex verify --tenant {self.path.parent.parent.name} --repair`: it moves a corrupt "
                        "cache aside and refills every vector from the index segments, so nothing is paid for again")

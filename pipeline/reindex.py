@@ -38,7 +38,7 @@ from ragindex.schemas import SchemaRegistry
 from ragindex.schemas.chunker import SchemaFile
 from ragindex.schemas.registry import DEFAULT_SCHEMA
 from ragindex.sources import Skipped
-from ragindex.tenants import TenantError, TenantStore
+from ragindex.tenants import TenantError, TenantSettings, TenantStore
 
 __all__ = ["Budget", "BudgetExceeded", "ChecksFailed", "Embedded", "Gate", "IndexingResult", "MassDeletion", "TenantRun",
            "reindex", "resolve", "resolve_schema"]
@@ -125,9 +125,11 @@ class TenantRun:
         self.quality_tolerance = quality_tolerance
         settings = store.settings(tenant) if store.exists(tenant) else None
         self.allow_deletions = allow_deletions if allow_deletions is not None else bool(settings and settings.allow_deletions)
-        from ragindex.search import DEFAULT_MODE
+        from ragindex.search import tenant_mode
 
-        self.mode = mode or (settings.mode if settings and settings.mode else DEFAULT_MODE)  # scored by the quality gate
+        # The mode the quality gate scores: the run's, else the tenant's; a tenant being created gets the
+        # mode of the schema this run uses (the default configuration's for the default schema).
+        self.mode = mode or tenant_mode(settings if settings else TenantSettings(chunker=self.schema.ref))
         self.accept_regression = accept_regression
         self.seconds: dict[str, float] = {}
         self._stack = contextlib.ExitStack()

@@ -31,7 +31,19 @@ class Hit:
         return d
 
 
-DEFAULT_MODE = "dense"  # the default configuration's mode (see schemas.registry.DEFAULT_SCHEMA)
+DEFAULT_MODE = "hybrid"  # the default configuration's mode: DEFAULT_SCHEMA searched this way
+LEGACY_MODE = "dense"  # what a tenant on any other schema gets without a mode of its own
+
+
+def tenant_mode(settings) -> str:
+    """A tenant's search mode: its own ``mode`` setting, else the default configuration's mode if the
+    tenant is on the default schema, else dense. So a tenant pinned to an older schema keeps the mode it
+    was searched with when the default changes, until it migrates (``ragindex migrate --mode``)."""
+    from ragindex.schemas.registry import DEFAULT_SCHEMA
+
+    if settings is not None and settings.mode:
+        return settings.mode
+    return DEFAULT_MODE if settings is not None and settings.chunker == DEFAULT_SCHEMA else LEGACY_MODE
 
 
 class Searcher:
@@ -69,9 +81,9 @@ class Searcher:
         return with_epoch(gen.manifest.embedder_epoch) if with_epoch else self.embedder
 
     def mode_for(self, tenant: str, mode: str | None) -> str:
-        """The explicit mode, else the tenant's setting, else the default configuration's."""
+        """The explicit mode, else the tenant's (:func:`tenant_mode`)."""
         if mode is None:
-            mode = self.store.settings(tenant).mode or DEFAULT_MODE
+            mode = tenant_mode(self.store.settings(tenant))
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         return mode

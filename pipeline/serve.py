@@ -146,9 +146,9 @@ def create_app(rx: Ragindex):
         return gen, used, [[HitOut(**{k: v for k, v in h.to_dict().items() if k != "generation"}) for h in row] for row in results]
 
     def handle_mode(handle, mode: Optional[str]) -> str:
-        from ragindex.search import DEFAULT_MODE
+        from ragindex.search import tenant_mode
 
-        return mode or handle.settings.mode or DEFAULT_MODE
+        return mode or tenant_mode(handle.settings)
 
     @app.post("/v1/tenants/{tenant}/search", response_model=SearchResponse)
     def search(body: SearchRequest, tenant: str = Depends(authorized)) -> SearchResponse:

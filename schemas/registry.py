@@ -10,7 +10,8 @@ from ragindex.fsutil import atomic_write_text
 from ragindex.schemas.chunker import SchemaError, SchemaFile, parse_ref
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_SCHEMA = "default@1"
+# The schema new tenants get. Tenants pinned to an older default keep it until `ragindex migrate`.
+DEFAULT_SCHEMA = "default@2"
 
 
 @dataclass(frozen=True)

@@ -170,18 +170,37 @@ def eval_record(ctx, refs, dataset, k, accept_regression, mode, baselines, data_
               help="Only these configurations, NAME@VERSION or NAME@VERSION+MODE (default: every baseline).")
 @click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), help="Only the baselines of this retrieval mode.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown (e.g. a PR comment).")
+@click.option("--against", help="Compare the one --schema configuration with this recorded one (NAME@VERSION[+MODE]): "
+                                "both means and the difference with 95% bootstrap intervals, and the study's published "
+                                "rows; nothing is evaluated and the gate is not run.")
 @baselines_option
 @data_root_option
 @json_option
 @pass_ctx
 @_errors
-def eval_diff(ctx, refs, mode, markdown, baselines, data_root, as_json):
+def eval_diff(ctx, refs, mode, markdown, against, baselines, data_root, as_json):
     """The CI gate: skip unchanged schemas, evaluate changed ones, fail on regressions (exit 5).
 
+    \b
     Example: ragindex eval diff --markdown gate.md
+    Example: ragindex eval diff --schema default@2+hybrid --against default@1
     """
     from ragindex.evaluate import report
     from ragindex.evaluate.gate import GateConfig, diff
+
+    if against:
+        from ragindex.evaluate import compare
+        from ragindex.evaluate.datasets import default_data_root
+        from ragindex.evaluate.gate import baseline_path, load_baseline, parse_config
+
+        if len(refs) != 1:
+            raise click.UsageError("--against compares one configuration: give exactly one --schema")
+        new, old = (load_baseline(baseline_path(parse_config(r)[0], baselines, parse_config(r)[1])) for r in (refs[0], against))
+        c = compare.compare(new, old, data_root or default_data_root())
+        if markdown:
+            Path(markdown).write_text(compare.render(c, md=True), encoding="utf-8")
+        _emit(c, as_json, lambda c: click.echo(compare.render(c), nl=False))
+        return
 
     verdicts = diff(GateConfig(baselines=baselines, data_root=data_root, model=ctx.model or "default", progress=_progress),
                     list(refs) or None, mode=mode)

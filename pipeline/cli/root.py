@@ -79,8 +79,8 @@ def _errors(fn):
         debug = bool(getattr(ctx.find_object(Ctx), "debug", False)) if ctx else False
         try:
             return fn(*args, **kwargs)
-        except SystemExit:
-            raise
+        except (SystemExit, click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors keep click's own message and exit code 2
         except Exception as exc:  # noqa: BLE001 - sorted into expected and unexpected below
             if debug:
                 raise

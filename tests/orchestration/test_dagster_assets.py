@@ -15,6 +15,7 @@ import pytest
 import ragindex.evaluate.tenant
 from ragindex.cache import EmbeddingCache
 from ragindex.index import current_id, list_generations, load_generation
+from ragindex.schemas.registry import DEFAULT_SCHEMA
 from ragindex.tenants import TenantSettings
 from tests.conftest import DATA, scifact_docs, write_jsonl
 from tests.orchestration.helpers import checks, materialize, metadata, values
@@ -29,7 +30,7 @@ def test_two_tenants_materialize_with_passing_checks_and_numeric_metadata(store,
         assert checks(result) == dict.fromkeys(ALL_CHECKS, True)
         docs, chunks, emb, idx = (values(result, a) for a in ("documents", "chunks", "embeddings", "tenant_index"))
         assert docs["documents"] == 30 and docs["docs_new"] == 30 and docs["docs_skipped"] == 0
-        assert chunks["chunker"] == "default@1"
+        assert chunks["chunker"] == DEFAULT_SCHEMA
         # the plan is exact: what was embedded is what was planned, and the ledger agrees
         assert emb["tokens_embedded"] == emb["tokens_planned"] > 0
         assert emb["texts_embedded"] == emb["texts_planned"] == emb["unique_texts"] == chunks["unique_texts"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.support.devserver import dagster_dev, fresh_dagster_home
+from ragindex.schemas.registry import DEFAULT_SCHEMA
 from tests.conftest import REPO, scifact_docs, write_jsonl
 
 pytestmark = pytest.mark.browser
@@ -74,7 +75,7 @@ def test_asset_page_shows_the_materialization_and_its_metadata(tmp_path):
         assert "Materialized" in text and "Latest materialization" in text
         assert out["dagster_run_id"][:8] in text  # the CLI's run is the one shown
         assert re.search(rf"tokens_embedded {tokens}\b", text), text[:2000]
-        assert "reindex_tenant" in text and "default@1" in text
+        assert "reindex_tenant" in text and DEFAULT_SCHEMA in text
 
         shot = artifacts / "dagster-embeddings-acme.png"
         shot.unlink(missing_ok=True)

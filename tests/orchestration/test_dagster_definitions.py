@@ -11,7 +11,7 @@ import pytest
 
 from ragindex.orchestration.location import REINDEX_JOB, build_definitions
 from ragindex.orchestration.resources import SourcesResource, TenantStoreResource
-from ragindex.schemas.registry import PACKAGE_DIR
+from ragindex.schemas.registry import DEFAULT_SCHEMA, PACKAGE_DIR
 from ragindex.tenants import TenantSettings
 from tests.conftest import scifact_docs
 
@@ -46,8 +46,8 @@ def test_chunks_code_version_changes_with_the_schema(tmp_path, monkeypatch, stor
     shutil.copy(PACKAGE_DIR / "chunkers.lock", copy / "chunkers.lock")
     monkeypatch.setenv("RAGINDEX_SCHEMAS", str(copy))
     assert _code_version(store.root) == before  # same files, same fingerprints
-    f = copy / "chunkers" / "default.v1.toml"
-    f.write_text(f.read_text().replace("size = 240", "size = 200"))
+    f = copy / "chunkers" / f"{DEFAULT_SCHEMA.replace('@', '.v')}.toml"
+    f.write_text(f.read_text().replace("size = 200", "size = 180"))
     edited = _code_version(store.root)
     assert edited != before
     # A tenant pinned to another schema adds it to the set in use ...
@@ -55,7 +55,7 @@ def test_chunks_code_version_changes_with_the_schema(tmp_path, monkeypatch, stor
     pinned = _code_version(store.root)
     assert pinned not in (before, edited)
     # ... while a new, unused schema file changes nothing.
-    (copy / "chunkers" / "default.v2.toml").write_text(f.read_text())
+    (copy / "chunkers" / "default.v99.toml").write_text(f.read_text())
     assert _code_version(store.root) == pinned
 
 

@@ -150,3 +150,22 @@ def test_a_migration_that_scores_worse_is_not_promoted(store, hash_embedder, ten
     m = live_manifest(store.paths("acme"))
     assert m.chunker == "recursive-250@1" and "shorter chunks" in m.gates["quality_not_worse"]["summary"]
     assert store.settings("acme").chunker == "recursive-250@1"
+
+
+def test_a_tenant_pinned_to_the_old_default_keeps_its_schema_and_mode_new_tenants_get_the_new_default(store, hash_embedder, tmp_path):
+    from ragindex.api import Ragindex
+    from ragindex.schemas.registry import DEFAULT_SCHEMA
+    from ragindex.search import DEFAULT_MODE, tenant_mode
+
+    assert (DEFAULT_SCHEMA, DEFAULT_MODE) == ("default@2", "hybrid")
+    src = write_jsonl(tmp_path / "a.jsonl", scifact_docs(20))
+    # Registered before default@2: the settings name default@1 and no mode.
+    store.save_settings("old", TenantSettings(source=str(src), chunker="default@1"))
+    reindex(store, "old", embedder=hash_embedder)
+    assert live_manifest(store.paths("old")).chunker == "default@1"
+    assert tenant_mode(store.settings("old")) == "dense"
+    rx = Ragindex(home=store.root, model="hash")
+    rx.tenant("new").add(source=src)
+    assert store.settings("new").chunker == "default@2" and tenant_mode(store.settings("new")) == "hybrid"
+    rx.tenant("new").reindex()
+    assert live_manifest(store.paths("new")).search_mode == "hybrid"
