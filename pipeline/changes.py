@@ -24,7 +24,7 @@ from typing import Iterable, NamedTuple
 
 from tqdm import tqdm
 
-from ragindex.fsutil import sha256_text
+from ragindex.fsutil import sha256_file, sha256_text
 from ragindex.index import EMPTY_DIGEST, LiveDoc, LiveState, SourceState, digest_update
 from ragindex.sources import (
     RawDocument,
@@ -89,6 +89,7 @@ class DocChange:
     text: str | None = None  # None when its chunks are copied from ``reuse``
     reuse: DocRef | None = None  # identical chunks the tenant already holds (copied, not chunked)
     old: DocRef | None = None  # the version this one replaces
+    title: str | None = None  # the source's title (already the first line of ``text``), for context headers
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class _Detector:
         kind = "new" if old is None else ("kept" if old.doc_hash == h and old.metadata == meta else "changed")
         change = DocChange(doc.doc_id, kind, h, meta, size, mtime_ns, text=None if same is not None else doc.text,
                            reuse=self._ref(same) if same is not None else None,
-                           old=self._ref(old) if old is not None else None)
+                           old=self._ref(old) if old is not None else None, title=doc.title)
         self.cs.upserts.append(change)
         if kind != "kept":
             self.added.append((doc.doc_id, h, meta))
@@ -282,14 +283,18 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
                     det.unchanged(entry.rel, old, unreadable=True)  # an I/O error, not a content change
             cs.source = SourceState(path=cfg.source, kind=kind)
         else:
+            # One file of records. Its stat unchanged: nothing to read. Its stat changed: hash its bytes
+            # first; byte-identical to what was read last time (a rewrite, a copy, a touch), nothing to parse.
             st = src.stat()
             m = live.manifest
-            same_file = (m is not None and m.source is not None and m.source.path == cfg.source and m.source.kind == kind
-                         and m.source.size == st.st_size and m.source.mtime_ns == st.st_mtime_ns and m.source.mtime_ns >= 0)
+            prev = m.source if m is not None and m.source is not None and m.source.path == cfg.source and m.source.kind == kind else None
+            same_stat = prev is not None and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns and prev.mtime_ns >= 0
+            digest = prev.sha256 if same_stat else _file_digest(src)
+            same_bytes = prev is not None and digest is not None and prev.sha256 == digest
             mtime = -1 if racy(st.st_mtime_ns, det.scan_start) else st.st_mtime_ns
-            cs.source = SourceState(path=cfg.source, kind=kind, size=st.st_size, mtime_ns=mtime)
+            cs.source = SourceState(path=cfg.source, kind=kind, size=st.st_size, mtime_ns=mtime, sha256=digest)
             cs.files_seen = 1
-            if same_file and not det.read_all:
+            if (same_stat or same_bytes) and not det.read_all:
                 for doc_id, old in live.docs.items():
                     det.unchanged(doc_id, old)
             else:
@@ -298,9 +303,27 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
                 for doc in records:
                     bar.update(1)
                     det.document(doc)
+                after = _stat_or_none(src)
+                if after is None or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                    cs.source = SourceState(path=cfg.source, kind=kind, size=-1, mtime_ns=-1)  # written while read: trust nothing
     finally:
         bar.close()
     return det.finish(unreadable)
+
+
+def _file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes, or None if it cannot be read (the read that follows reports why)."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def _stat_or_none(path: Path):
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 def _single_file(path: Path) -> Iterable:

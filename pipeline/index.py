@@ -84,6 +84,9 @@ class SourceState(BaseModel):
     kind: Literal["folder", "jsonl", "parquet", "file"]
     size: int = -1
     mtime_ns: int = -1
+    # sha256 of a single-file source's bytes when it was read (None: unknown, or it changed while read).
+    # A rewritten but byte-identical file (a new mtime, the same content) is then not parsed again.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class Manifest(BaseModel):

@@ -155,6 +155,54 @@ def test_jsonl_records_hashed_as_they_stream(store, hash_embedder, tmp_path):
     assert json.loads([r for r in rows if r["doc_id"] == docs[-1]["_id"]][-1]["metadata"]) == {"team": "b"}
 
 
+def test_a_rewritten_but_byte_identical_record_file_is_not_parsed(store, hash_embedder, tmp_path, monkeypatch):
+    """A pipeline that exports its .jsonl on every run gives it a new mtime each time; the bytes decide."""
+    import ragindex.changes as changes
+
+    docs = scifact_docs(80)
+    src = write_jsonl(tmp_path / "c.jsonl", docs)
+    os.utime(src, (OLD, OLD))
+    first = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    paths = store.paths("acme")
+    before = snapshot(paths)
+    parsed = []
+    real = changes.iter_jsonl
+    monkeypatch.setattr(changes, "iter_jsonl", lambda *a, **kw: (parsed.append(1), *real(*a, **kw))[1:])
+    write_jsonl(src, docs)  # the same bytes, a new mtime
+    os.utime(src, (OLD + 60, OLD + 60))
+    same = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    assert same.status == "unchanged" and same.generation == first.generation and same.changes["files_read"] == 0
+    assert parsed == [] and snapshot(paths) == before  # not parsed, nothing written
+    write_jsonl(src, docs[:-1])  # one record fewer: the bytes differ, the file is parsed
+    res = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    assert parsed == [1] and res.changes["docs_deleted"] == 1 and res.changes["files_read"] == 1
+
+
+def test_a_record_file_written_while_it_is_read_is_read_again_next_time(store, hash_embedder, tmp_path, monkeypatch):
+    import ragindex.changes as changes
+
+    docs = scifact_docs(30)
+    src = write_jsonl(tmp_path / "c.jsonl", docs[:20])
+    os.utime(src, (OLD, OLD))
+    real = changes.iter_jsonl
+
+    def appending(*a, **kw):  # a writer appends while the run reads the file
+        for i, doc in enumerate(real(*a, **kw)):
+            if i == 0:
+                with open(src, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(docs[25]) + "\n")
+                os.utime(src, (OLD + 5, OLD + 5))
+            yield doc
+
+    monkeypatch.setattr(changes, "iter_jsonl", appending)
+    reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    monkeypatch.setattr(changes, "iter_jsonl", real)
+    assert live_manifest(store.paths("acme")).source.sha256 is None  # what was hashed may not be what was read
+    again = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    assert again.changes["files_read"] == 1  # so the next run reads it, and sees the appended record
+    assert docs[25]["_id"] in {r["doc_id"] for v in Searcher(store, hash_embedder).generation("acme").views for r in v.seg.rows.to_pylist()}
+
+
 def test_parquet_source_streams_in_batches(store, hash_embedder, tmp_path):
     """Many rows, optional columns missing: every valid row becomes a document, bad rows are reported."""
     from ragindex.sources import PARQUET_BATCH
