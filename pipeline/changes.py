@@ -294,6 +294,7 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
             mtime = -1 if racy(st.st_mtime_ns, det.scan_start) else st.st_mtime_ns
             cs.source = SourceState(path=cfg.source, kind=kind, size=st.st_size, mtime_ns=mtime, sha256=digest)
             cs.files_seen = 1
+            cs.files_read = 0 if same_stat else 1  # hashing reads the bytes too
             if (same_stat or same_bytes) and not det.read_all:
                 for doc_id, old in live.docs.items():
                     det.unchanged(doc_id, old)

@@ -171,7 +171,8 @@ def test_a_rewritten_but_byte_identical_record_file_is_not_parsed(store, hash_em
     write_jsonl(src, docs)  # the same bytes, a new mtime
     os.utime(src, (OLD + 60, OLD + 60))
     same = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
-    assert same.status == "unchanged" and same.generation == first.generation and same.changes["files_read"] == 0
+    assert same.status == "unchanged" and same.generation == first.generation
+    assert same.changes["files_read"] == 1 and same.plan.docs_chunked == 0  # its bytes hashed, nothing more
     assert parsed == [] and snapshot(paths) == before  # not parsed, nothing written
     write_jsonl(src, docs[:-1])  # one record fewer: the bytes differ, the file is parsed
     res = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
