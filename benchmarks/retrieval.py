@@ -53,7 +53,7 @@ def halves(ds) -> tuple:
 def run(ds, chunks, emb, mode: str, params: HybridParams | None, k: int, vectors: dict) -> dict:
     key = id(chunks)
     if mode != "bm25" and key not in vectors:
-        vectors[key] = emb.embed(chunks.texts)
+        vectors[key] = emb.embed(chunks.embedded)
     q = emb.embed(ds.queries) if mode != "bm25" else None
     per_q = score(ds, chunks, q, vectors.get(key), k, mode, params or HybridParams())
     means, noise = summarize(ds, per_q)

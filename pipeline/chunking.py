@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ragindex.changes import ChangeSet
 from ragindex.chunkers import build_chunker, needs_embeddings
+from ragindex.chunkers.context import context_of, embed_text
 from ragindex.fsutil import sha256_text
 from ragindex.schemas.chunker import SchemaFile
 from ragindex.schemas.tables import CHUNKS, SEGMENT_DOCS, SEGMENT_ROWS
@@ -48,6 +49,9 @@ class StagedChunks:
     # and whether these rows are only the bound (each piece its own chunk) because piece vectors are missing.
     pieces: "StagedChunks | None" = None
     bound: bool = False
+    # The schema embeds each chunk below its context (title > headings, kept in ``heading_path``):
+    # what the model sees, and ``text_hash``, is then embed_texts(rows), not the rows' text.
+    context_headers: bool = False
 
     @property
     def chunks_new(self) -> int:
@@ -58,6 +62,23 @@ class StagedChunks:
         """Live rows once this run is committed."""
         cs = self.changes
         return self.rows.num_rows if cs.rebuild else cs.base_chunks - cs.rows_replaced + self.rows.num_rows
+
+
+def embed_texts(rows: pa.Table, context_headers: bool) -> list[str]:
+    """What the model embeds for each row: its text, below its context header if the schema asks for one."""
+    texts = rows.column("text").to_pylist()
+    if not context_headers:
+        return texts
+    return [embed_text(t, h) for t, h in zip(texts, rows.column("heading_path").to_pylist())]
+
+
+def _cut(text: str, spans, title: str | None, context_headers: bool) -> dict[str, list]:
+    """The row columns of one document's spans; with context headers the title leads each heading path."""
+    texts = [text[s.start : s.end] for s in spans]
+    heads = [context_of(title, s.heading_path) if context_headers else list(s.heading_path) for s in spans]
+    sent = [embed_text(t, h) for t, h in zip(texts, heads)] if context_headers else texts
+    return {"start": [s.start for s in spans], "end": [s.end for s in spans], "token_count": [s.token_count for s in spans],
+            "text": texts, "text_hash": [sha256_text(t) for t in sent], "heading_path": heads}
 
 
 def piece_stage(changes: ChangeSet, schema: SchemaFile) -> StagedChunks:
@@ -121,12 +142,8 @@ def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, pr
             wanted[u.reuse.segment].append((i, u.reuse.first_row, u.reuse.n_rows))
             pieces.append(None)
             continue
-        spans = chunker.chunk(u.text)
         chunked += 1
-        texts = [u.text[s.start : s.end] for s in spans]
-        pieces.append({"start": [s.start for s in spans], "end": [s.end for s in spans],
-                       "token_count": [s.token_count for s in spans], "text": texts,
-                       "text_hash": [sha256_text(t) for t in texts], "heading_path": [list(s.heading_path) for s in spans]})
+        pieces.append(_cut(u.text, chunker.chunk(u.text), u.title, schema.spec.context_headers))
     for seg, refs in wanted.items():
         table = read_rows(paths, seg, [(first, n) for _, first, n in refs], columns=_COPIED)
         cols = {c: table.column(c).to_pylist() for c in _COPIED}
@@ -154,6 +171,7 @@ def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, pr
     staged = StagedChunks(changes, pa.Table.from_pydict(docs, schema=SEGMENT_DOCS), pa.Table.from_pydict(rows, schema=SEGMENT_ROWS),
                           docs_chunked=chunked, docs_reused=len(ups) - chunked)
     staged.bound = bound and schema.needs_embeddings
+    staged.context_headers = schema.spec.context_headers
     _count_against_live(paths, staged)
     staged.seconds = time.perf_counter() - t0
     return staged
@@ -238,21 +256,18 @@ def chunk_documents(tenant: str, documents: pa.Table, schema: SchemaFile, progre
     ids = documents.column("doc_id").to_pylist()
     hashes = documents.column("doc_hash").to_pylist()
     texts = documents.column("text").to_pylist()
-    it = zip(ids, hashes, texts)
+    titles = documents.column("title").to_pylist() if "title" in documents.column_names else [None] * len(ids)
+    it = zip(ids, hashes, texts, titles)
     if progress:
         it = tqdm(it, total=len(ids), desc=f"chunk {schema.ref}", unit="doc", leave=False)
-    for doc_id, doc_hash, text in it:
-        for span in chunker.chunk(text):
-            piece = text[span.start : span.end]
-            cols["chunk_id"].append(chunk_id(tenant, doc_id, fp, span.start, span.end))
-            cols["doc_id"].append(doc_id)
-            cols["doc_hash"].append(doc_hash)
-            cols["chunker"].append(schema.ref)
-            cols["chunker_fp"].append(fp)
-            cols["start"].append(span.start)
-            cols["end"].append(span.end)
-            cols["token_count"].append(span.token_count)
-            cols["text"].append(piece)
-            cols["text_hash"].append(sha256_text(piece))
-            cols["heading_path"].append(list(span.heading_path))
+    for doc_id, doc_hash, text, title in it:
+        cut = _cut(text, chunker.chunk(text), title, schema.spec.context_headers)
+        n = len(cut["start"])
+        cols["chunk_id"].extend(chunk_id(tenant, doc_id, fp, s, e) for s, e in zip(cut["start"], cut["end"]))
+        cols["doc_id"].extend([doc_id] * n)
+        cols["doc_hash"].extend([doc_hash] * n)
+        cols["chunker"].extend([schema.ref] * n)
+        cols["chunker_fp"].extend([fp] * n)
+        for c, values in cut.items():
+            cols[c].extend(values)
     return pa.Table.from_pydict(cols, schema=CHUNKS)

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragindex.chunkers.tokenizers import get_tokenizer
+from ragindex.chunking import embed_texts
 from ragindex.fsutil import atomic_write_text
 
 PRICES_FILE = Path(__file__).with_name("prices.toml")
@@ -236,7 +237,8 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     cs = staged.changes
     rows = staged.rows
     hashes = rows.column("text_hash").to_pylist()
-    texts = rows.column("text").to_pylist()
+    headers = getattr(staged, "context_headers", False)
+    texts = embed_texts(rows, headers)  # what the model sees (a context header above the chunk, if the schema has one)
     schema_counts = rows.column("token_count").to_pylist()
     first: dict[str, int] = {}
     for i, h in enumerate(hashes):
@@ -247,7 +249,7 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     missing = [j for j, h in enumerate(uniq) if h not in cached]
     # A local model truncates what is over its input; an API refuses it, so its counts stay whole.
     counts = [full[j] if embedder.device == "api" else min(full[j], limit) for j in missing]
-    if cs.config.tokenizer == "cl100k_base":
+    if cs.config.tokenizer == "cl100k_base" and not headers:  # the chunker counted the chunk, not its header
         cl100k_each = [schema_counts[first[uniq[j]]] for j in missing]
     else:
         cl100k_each = get_tokenizer("cl100k_base").count_many([texts[first[uniq[j]]] for j in missing]) if missing else []

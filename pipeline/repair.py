@@ -324,7 +324,7 @@ def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
         if doc is None or sha256_text(doc.text) != h or canonical_metadata(doc.metadata) != meta:
             raise SegmentError(f"rows.parquet is damaged and document {doc_id!r} changed in the source since; "
                                "roll back or run `ragindex reindex --rebuild`")
-        ups.append(DocChange(doc_id, "new", h, meta, text=doc.text))
+        ups.append(DocChange(doc_id, "new", h, meta, text=doc.text, title=doc.title))
     from ragindex.changes import ChangeSet
     from ragindex.index import SourceState
 

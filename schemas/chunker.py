@@ -40,6 +40,10 @@ class _Spec(BaseModel):
     tokenizer: Tokenizer = Field(description="cl100k_base or the embedding model's own tokenizer")
     size: int = Field(ge=16, le=8192, description="maximum chunk size in tokens")
     overlap: int = Field(default=0, ge=0, description="tokens repeated between neighbours")
+    context_headers: bool = Field(
+        default=False,
+        description="embed each chunk below a header of its document's title and heading path; "
+                    "the span, and the text search returns, stay the chunk itself")
 
     @model_validator(mode="after")
     def _overlap_below_size(self):
@@ -119,7 +123,14 @@ class SchemaFile(BaseModel):
         """The spec as canonical JSON (sorted keys, no whitespace): what is fingerprinted."""
         from ragindex.chunkers import implementation_id
 
-        body = {"spec": self.spec.model_dump(mode="json"), "implementation": implementation_id(self.spec)}
+        spec = self.spec.model_dump(mode="json")
+        body = {"spec": spec, "implementation": implementation_id(self.spec)}
+        if spec["context_headers"]:
+            from ragindex.chunkers.context import format_probe
+
+            body["context_format"] = format_probe()
+        else:
+            del spec["context_headers"]  # added later: schemas without it keep the fingerprints they were published with
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def fingerprint(self) -> str:

@@ -50,6 +50,9 @@ class Dataset:
     queries: list[str]
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     spans: dict[str, list[Span]] = field(default_factory=dict)
+    # Each document's title where the data has one (BEIR). Not fingerprinted: a BEIR text already
+    # begins with its title; a schema with context headers also puts it above every chunk.
+    titles: list[str | None] | None = None
 
     def subset(self, query_ids: list[str], suffix: str) -> "Dataset":
         """The same documents with only ``query_ids`` (a tuning or a held-out half)."""
@@ -58,7 +61,7 @@ class Dataset:
         return Dataset(name=f"{self.name}:{suffix}", path=self.path, kind=self.kind, doc_ids=self.doc_ids, texts=self.texts,
                        query_ids=[q for q, _ in pairs], queries=[t for _, t in pairs],
                        qrels={q: v for q, v in self.qrels.items() if q in keep},
-                       spans={q: v for q, v in self.spans.items() if q in keep})
+                       spans={q: v for q, v in self.spans.items() if q in keep}, titles=self.titles)
 
     def fingerprint(self) -> str:
         """sha256 over documents, questions and labels: a baseline is only comparable on the same data."""
@@ -145,6 +148,7 @@ def load_beir(path: Path, name: str | None = None, split: str = "test") -> Datas
         name=name or path.name, path=path, kind="docs",
         doc_ids=[str(d["_id"]) for d in corpus], texts=[beir_text(d) for d in corpus],
         query_ids=qids, queries=[queries[q] for q in qids], qrels={q: qrels[q] for q in qids},
+        titles=[d.get("title") or None for d in corpus],
     )
 
 

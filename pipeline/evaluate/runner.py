@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ragindex.chunkers.context import embed_text
 from ragindex.chunking import chunk_documents
 from ragindex.evaluate.datasets import Dataset
 from ragindex.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, doc_scores, span_scores
@@ -35,6 +36,21 @@ class Chunks:
     starts: list[int]
     ends: list[int]
     texts: list[str]
+    context: list[list[str]] | None = None  # per chunk, its context header (a schema with context_headers)
+
+    @property
+    def embedded(self) -> list[str]:
+        """What the model embeds: each text below its context header, when there is one (as the pipeline does)."""
+        if self.context is None:
+            return self.texts
+        return [embed_text(t, c) for t, c in zip(self.texts, self.context)]
+
+    @property
+    def lexical(self) -> list[str]:
+        """What BM25 scores: the context and the text, as a segment's lexical index holds them."""
+        if self.context is None:
+            return self.texts
+        return [" ".join([*c, t]) for t, c in zip(self.texts, self.context)]
 
 
 @dataclass
@@ -71,9 +87,13 @@ def chunk_dataset(ds: Dataset, schema, embed=None) -> Chunks:
     ``embed`` (the evaluation's cached embedder) is what a kind that clusters on
     embeddings uses for its pieces; other kinds ignore it.
     """
-    docs = pa.table({"doc_id": ds.doc_ids, "doc_hash": [sha256_text(t) for t in ds.texts], "text": ds.texts})
-    t = chunk_documents("eval", docs, schema, embed=embed)
-    return Chunks(t.column("doc_id").to_pylist(), t.column("start").to_pylist(), t.column("end").to_pylist(), t.column("text").to_pylist())
+    cols = {"doc_id": ds.doc_ids, "doc_hash": [sha256_text(t) for t in ds.texts], "text": ds.texts}
+    if ds.titles is not None:
+        cols["title"] = ds.titles
+    t = chunk_documents("eval", pa.table(cols), schema, embed=embed)
+    context = t.column("heading_path").to_pylist() if schema.spec.context_headers else None
+    return Chunks(t.column("doc_id").to_pylist(), t.column("start").to_pylist(), t.column("end").to_pylist(), t.column("text").to_pylist(),
+                  context)
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -105,8 +125,8 @@ def top_chunks(q: np.ndarray, vecs: np.ndarray, k: int) -> np.ndarray:
 
 
 def lexical_index(chunks: Chunks) -> LexicalIndex:
-    """BM25 over the chunks, as a segment would hold it (heading paths are not part of eval chunks)."""
-    return LexicalIndex.build(chunks.texts)
+    """BM25 over the chunks, as a segment would hold it (heading paths count only as context headers)."""
+    return LexicalIndex.build(chunks.lexical)
 
 
 def lexical_scores(lex: LexicalIndex, query: str) -> np.ndarray:
@@ -199,7 +219,7 @@ def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5, mode: st
     before = EmbedStats(**asdict(embedder.stats))
     chunks = whole_docs(ds) if schema is None else chunk_dataset(ds, schema, embedder.embed)
     qvecs = embedder.embed(ds.queries) if mode != "bm25" else None
-    cvecs = embedder.embed(chunks.texts) if mode != "bm25" else None
+    cvecs = embedder.embed(chunks.embedded) if mode != "bm25" else None
     per_q = score(ds, chunks, qvecs, cvecs, k, mode, params)
     means, noise = summarize(ds, per_q)
     spent = EmbedStats(**asdict(embedder.stats))
