@@ -173,14 +173,18 @@ def test_a_killed_run_resumes_without_resending_what_was_billed(store, api, corp
 def test_ctrl_c_waits_for_requests_in_flight_and_saves_them(store, api, corpus):
     api.behaviour.latency_s = 0.4
     args = [sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(corpus), "--chunker", "recursive-200@1"]
+    # Ctrl-C in a terminal: SIGINT at its default disposition. A runner started in the background
+    # (`cmd &` in a script) hands its children SIGINT *ignored*, and Python then never raises
+    # KeyboardInterrupt, so the child is given the terminal's disposition explicitly.
     proc = subprocess.Popen(args, env=_cli_env(store, api, RAGINDEX_API_CONCURRENCY="4", RAGINDEX_API_MAX_INPUTS="4"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and len(api.billed()) < 6:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, f"the run was not interrupted: {out[-500:]} {err[-500:]}"
     paid = set(billed_once(api))
     with EmbeddingCache(store.paths("acme").cache, read_only=True) as c:
         assert c.stats()["vectors"] == len(paid)  # the requests in flight at Ctrl-C were saved too
