@@ -42,6 +42,11 @@ def embed_text(text: str, context: Sequence[str] | None) -> str:
     return SEPARATOR.join(context) + "\n\n" + text
 
 
+def lexical_text(text: str, context: Sequence[str] | None) -> str:
+    """What BM25 scores for a chunk: its context words, then its text (headings count with or without headers)."""
+    return " ".join([*(context or []), text])
+
+
 def format_probe() -> str:
     """The header format applied to a fixed example (fingerprinted with every schema that uses headers)."""
     return embed_text("chunk", ["Title", "Section"])

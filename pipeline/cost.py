@@ -237,7 +237,7 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     cs = staged.changes
     rows = staged.rows
     hashes = rows.column("text_hash").to_pylist()
-    headers = getattr(staged, "context_headers", False)
+    headers = staged.context_headers
     texts = embed_texts(rows, headers)  # what the model sees (a context header above the chunk, if the schema has one)
     schema_counts = rows.column("token_count").to_pylist()
     first: dict[str, int] = {}

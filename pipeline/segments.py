@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ragindex.chunkers.context import lexical_text
 from ragindex.faults import fault_point
 from ragindex.fsutil import atomic_write_bytes, fsync_dir, write_durable
 from ragindex.lexical import LexicalIndex
@@ -298,7 +299,7 @@ def lexical_texts(rows: pa.Table) -> list[str]:
     """What BM25 indexes for each row: the heading path (context) and the chunk's text."""
     texts = rows.column("text").to_pylist()
     heads = rows.column("heading_path").to_pylist()
-    return [" ".join([*(h or []), t]) for h, t in zip(heads, texts)]
+    return [lexical_text(t, h) for h, t in zip(heads, texts)]
 
 
 def vectors_of(index: faiss.Index) -> np.ndarray:

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ragindex.cli.root import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option
+from ragindex.project import DATA_ROOT_ENV
 
-data_root_option = click.option("--data-root", envvar="RAGINDEX_DATA_ROOT", type=click.Path(file_okay=False, path_type=Path),
+data_root_option = click.option("--data-root", envvar=DATA_ROOT_ENV, type=click.Path(file_okay=False, path_type=Path),
                                 help="Folder holding the presets scifact/ and chroma_chunking/ (default ../shared/data).")
 baselines_option = click.option("--baselines", envvar="RAGINDEX_BASELINES", type=click.Path(file_okay=False, path_type=Path),
                                 help="Baselines folder (default benchmarks/baselines in the repository).")

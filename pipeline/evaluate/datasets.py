@@ -22,8 +22,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragindex.project import DATA_ROOT_ENV, data_root
+
 PRESETS = {"scifact": "scifact", "chroma": "chroma_chunking"}
-DATA_ROOT_ENV = "RAGINDEX_DATA_ROOT"
 
 
 class DatasetError(ValueError):
@@ -79,8 +80,6 @@ class Dataset:
 
 def default_data_root() -> Path:
     """``$RAGINDEX_DATA_ROOT``, else ``../shared/data`` beside the project directory (``ragindex.project``)."""
-    from ragindex.project import data_root
-
     return data_root()
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ragindex.chunkers.context import embed_text
+from ragindex.chunkers.context import embed_text, lexical_text
 from ragindex.chunking import chunk_documents
 from ragindex.evaluate.datasets import Dataset
 from ragindex.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, doc_scores, span_scores
@@ -50,7 +50,7 @@ class Chunks:
         """What BM25 scores: the context and the text, as a segment's lexical index holds them."""
         if self.context is None:
             return self.texts
-        return [" ".join([*c, t]) for t, c in zip(self.texts, self.context)]
+        return [lexical_text(t, c) for t, c in zip(self.texts, self.context)]
 
 
 @dataclass
