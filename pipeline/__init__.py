@@ -5,18 +5,21 @@ The public API is one import (see ``docs/api.md``)::
 
     from ragindex import Ragindex
 
-The stages (sources, changes, chunking, embedding, index, search, cost, evaluation)
-are plain modules of this package; ``ragindex.cli`` and ``ragindex.orchestration``
-(the Dagster code location) are thin layers over them. ``ragindex.chunkers`` and
-``ragindex.schemas`` hold the chunker kinds and the versioned schemas.
+One subpackage per stage or concern: ``ingest`` (sources, change detection),
+``indexing`` (the one run entry point and its stages), ``embedders``, ``store`` (a
+tenant's files and ``TenantWriter``, the one owner of writes), ``search``, ``serve``
+and ``evaluate``. ``ragindex.api`` is the Python API; ``ragindex.cli`` and
+``ragindex.orchestration`` (the Dagster code location) are thin layers over it and
+over ``indexing``. ``ragindex.chunkers`` and ``ragindex.schemas`` hold the chunker
+kinds and the versioned schemas. docs/architecture.md has the map.
 """
 
 from __future__ import annotations
 
-__all__ = ["Ragindex", "Tenant", "Hit", "Budget", "BudgetExceeded", "IndexingResult", "Plan"]
+__all__ = ["Ragindex", "Tenant", "Hit", "Budget", "BudgetExceeded", "IndexingResult", "Plan", "RunOptions"]
 
-_EXPORTS = {"Ragindex": "ragindex.api", "Tenant": "ragindex.api", "Hit": "ragindex.search", "Budget": "ragindex.cost",
-            "BudgetExceeded": "ragindex.cost", "IndexingResult": "ragindex.reindex", "Plan": "ragindex.cost"}
+_EXPORTS = {"Ragindex": "ragindex.api", "Tenant": "ragindex.api", "Hit": "ragindex.search.searcher", "Budget": "ragindex.indexing.plan",
+            "BudgetExceeded": "ragindex.errors", "IndexingResult": "ragindex.indexing.run", "Plan": "ragindex.indexing.plan", "RunOptions": "ragindex.indexing.options"}
 
 
 def __getattr__(name: str):

@@ -13,9 +13,13 @@ Example::
         print(hit.score, hit.doc_id, hit.text[:80])
     print(acme.status()["spend_by_month"])
 
-A :class:`Ragindex` keeps its model and each tenant's live generation loaded, so
-repeated searches are warm; it follows promotions without a restart. Every
-``ragindex`` CLI command is a short function over these methods.
+A :class:`Ragindex` keeps its models and each tenant's live generation loaded, so
+repeated searches are warm; it follows promotions without a restart.
+
+Layers: the ``ragindex`` CLI is a thin layer over this module (each command parses
+its flags, calls one method here and prints the result), and this module is a thin
+layer over the library: :class:`~ragindex.indexing.run.TenantRun` for runs,
+:class:`~ragindex.store.writer.TenantWriter` for every other write.
 """
 
 from __future__ import annotations
@@ -24,10 +28,29 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-from ragindex.cost import Budget, Plan, Prices
-from ragindex.reindex import IndexingResult, TenantRun, reindex
-from ragindex.search import Hit, Searcher, tenant_mode
-from ragindex.tenants import TenantSettings, TenantStore
+from ragindex.embedders.registry import Embedders
+from ragindex.errors import CacheBusy, GenerationError, TenantError
+from ragindex.evaluate.tenant import tenant_quality
+from ragindex.indexing.migrate import migrate, plan_migration
+from ragindex.indexing.options import RunOptions
+from ragindex.indexing.plan import Budget, Plan
+from ragindex.indexing.prices import Prices
+from ragindex.indexing.repair import verify
+from ragindex.indexing.run import IndexingResult, TenantRun
+from ragindex.instance import unregister_partition
+from ragindex.schemas import SchemaRegistry
+from ragindex.schemas.registry import DEFAULT_SCHEMA
+from ragindex.search.searcher import Hit, Searcher, tenant_mode
+from ragindex.store import keys
+from ragindex.store.cache import EmbeddingCache
+from ragindex.store.generations import describe
+from ragindex.store.maintenance import Maintenance
+from ragindex.store.manifests import current_id
+from ragindex.store.offboard import remove_tenant
+from ragindex.store.tenants import TenantSettings, TenantStore
+from ragindex.store.writer import TenantWriter
+
+__all__ = ["Budget", "Hit", "IndexingResult", "Plan", "Prices", "Ragindex", "RunOptions", "Tenant"]
 
 
 class Ragindex:
@@ -39,12 +62,26 @@ class Ragindex:
         self.store = TenantStore(Path(home) if home else None)
         self.model = model
         self.dimensions = dimensions
-        self._embedders: dict = {}
+        self.embedders = Embedders(model, dimensions)
         self._searchers: dict = {}
 
     def tenants(self) -> list[str]:
         """Names of the registered tenants."""
         return self.store.names()
+
+    def overview(self) -> list[dict]:
+        """Each tenant's source, pinned schema and live generation; a tenant whose state is broken says why
+        (one tenant's broken state never hides the others)."""
+        rows = []
+        for name in self.store.names():
+            row = {"tenant": name, "source": None, "chunker": None, "generation": None, "error": None}
+            try:
+                s = self.store.settings(name)
+                row.update(source=s.source, chunker=s.chunker, generation=current_id(self.store.paths(name)))
+            except (TenantError, GenerationError) as exc:
+                row["error"] = str(exc)
+            rows.append(row)
+        return rows
 
     def tenant(self, name: str) -> "Tenant":
         """A handle on one tenant (validates the name; the tenant need not exist yet)."""
@@ -53,16 +90,7 @@ class Ragindex:
 
     def embedder_for(self, tenant: str | None = None):
         """The model a tenant embeds with: this object's model, else the tenant's setting, else the default."""
-        from ragindex.embedder import EmbedderConfig
-
-        model, dims = self.model, self.dimensions
-        if model is None and tenant and self.store.exists(tenant):
-            s = self.store.settings(tenant)
-            model, dims = s.model, dims or s.dimensions
-        key = (model or "default", dims)
-        if key not in self._embedders:
-            self._embedders[key] = EmbedderConfig(key[0], dimensions=key[1]).build()
-        return self._embedders[key]
+        return self.embedders.for_tenant(self.store, tenant)
 
     def searcher(self, tenant: str, needs_model: bool = True) -> Searcher:
         """A warm searcher for the tenant's model (shared by every tenant with the same model)."""
@@ -84,50 +112,91 @@ class Tenant:
         return f"Tenant({self.name!r}, home={str(self.rx.store.root)!r})"
 
     @property
+    def store(self) -> TenantStore:
+        return self.rx.store
+
+    @property
     def exists(self) -> bool:
-        return self.rx.store.exists(self.name)
+        return self.store.exists(self.name)
 
     @property
     def settings(self) -> TenantSettings:
-        return self.rx.store.settings(self.name)
+        """The tenant's settings; its schema and mode are those of its live generation (its pin)."""
+        return self.store.settings(self.name)
+
+    def writer(self, wait: float = 0.0, create: bool = False) -> TenantWriter:
+        """The tenant's writer lock and the writes that need it (``with tenant.writer() as w: ...``)."""
+        return TenantWriter(self.store, self.name, wait=wait, create=create)
+
+    # -- registering ------------------------------------------------------------------
 
     def add(self, source: str | Path, chunker: str | None = None, eval_set: str | None = None, model: str | None = None,
-            dimensions: int | None = None, mode: str | None = None) -> TenantSettings:
+            dimensions: int | None = None, mode: str | None = None, wait: float = 0.0) -> TenantSettings:
         """Register (or update) the tenant: where its documents are and how they are indexed and searched.
 
-        Example: ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
+        The schema and mode of a tenant that already has a live generation are its
+        pin: changing them is a migration (:meth:`migrate`), so passing others is
+        refused. Example: ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
         """
-        from ragindex.schemas import SchemaRegistry
-        from ragindex.schemas.registry import DEFAULT_SCHEMA
+        if chunker is not None:
+            SchemaRegistry().runnable(chunker)
+        with self.writer(wait=wait, create=True) as w:
+            old = self.store.stored_settings(self.name)
+            pinned = self.settings if current_id(w.paths) else None
+            if pinned is not None and (chunker not in (None, pinned.chunker) or mode not in (None, pinned.mode)):
+                raise TenantError(
+                    f"tenant {self.name!r} is live on {pinned.chunker} ({pinned.mode}); moving it to "
+                    f"{chunker or pinned.chunker} ({mode or pinned.mode}) is a migration: "
+                    f"`ragindex migrate --tenant {self.name} --to {chunker or pinned.chunker}"
+                    + (f" --mode {mode}" if mode else "") + "`")
+            s = replace(old, source=str(Path(source).resolve()), chunker=chunker or old.chunker or DEFAULT_SCHEMA,
+                        eval_set=eval_set, model=model, dimensions=dimensions, mode=mode if mode is not None else old.mode)
+            w.save_settings(s)
+        return self.settings
 
-        chunker = chunker or DEFAULT_SCHEMA
-        SchemaRegistry().runnable(chunker)
-        old = self.settings if self.exists else TenantSettings()
-        s = replace(old, source=str(Path(source).resolve()), chunker=chunker, eval_set=eval_set, model=model,
-                    dimensions=dimensions, mode=mode)
-        self.rx.store.save_settings(self.name, s)
-        return s
+    def remove(self, wait: float = 0.0) -> dict:
+        """Delete every file of the tenant and its Dagster partition (see ``ragindex tenants remove``)."""
+        out = remove_tenant(self.store, self.name, wait=wait)
+        out["dagster_partition_removed"] = unregister_partition(self.name)
+        return out
 
-    def plan(self, source: str | Path | None = None, chunker: str | None = None, rescan: bool = False,
-             prices: Prices | None = None) -> Plan:
-        """What a reindex would read, chunk, embed and cost; writes nothing.
+    # -- indexing -----------------------------------------------------------------------
+
+    def _run(self, options: RunOptions | None, overrides: dict) -> TenantRun:
+        return TenantRun(self.store, self.name, embedder=self.rx.embedder_for(self.name), options=options, **overrides)
+
+    def plan(self, options: RunOptions | None = None, **overrides) -> Plan:
+        """What a reindex would read, chunk, embed and cost; writes nothing. ``plan.skipped`` lists skipped inputs.
 
         Example: ``print(rx.tenant("acme").plan().cost_usd)``
         """
-        with TenantRun(self.rx.store, self.name, embedder=self.rx.embedder_for(self.name), source=source, chunker=chunker,
-                       prices=prices, rescan=rescan) as run:
-            return run.stage()[1]
+        with self._run(options, overrides) as run:
+            staged, plan = run.stage()
+        return replace(plan, skipped=list(staged.changes.skipped))
 
-    def reindex(self, source: str | Path | None = None, chunker: str | None = None, budget_tokens: int | None = None,
-                max_cost: float | None = None, wait: float = 0.0, rescan: bool = False, rebuild: bool = False,
-                allow_deletions: bool | None = None, prices: Prices | None = None, progress: bool = False) -> IndexingResult:
+    def reindex(self, options: RunOptions | None = None, *, budget_tokens: int | None = None, max_cost: float | None = None,
+                **overrides) -> IndexingResult:
         """Index what changed; raises BudgetExceeded, MassDeletion, ChecksFailed or TenantBusy (nothing changed).
 
-        Example: ``rx.tenant("acme").reindex(max_cost=0.50).status  # "promoted" or "unchanged"``
+        Options are :class:`RunOptions` fields (``source``, ``chunker``, ``wait``, ``rescan``, ...), as an
+        object or keywords. Example: ``rx.tenant("acme").reindex(max_cost=0.50).status  # "promoted" or "unchanged"``
         """
-        return reindex(self.rx.store, self.name, embedder=self.rx.embedder_for(self.name), source=source, chunker=chunker,
-                       prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait, rescan=rescan, rebuild=rebuild,
-                       allow_deletions=allow_deletions, progress=progress)
+        if budget_tokens is not None or max_cost is not None:
+            overrides["budget"] = Budget(budget_tokens, max_cost)
+        return self._run(options, overrides).run()
+
+    def migrate(self, to: str, mode: str | None = None, accept_regression: str | None = None, budget_tokens: int | None = None,
+                max_cost: float | None = None, wait: float = 0.0, progress: bool = False) -> IndexingResult:
+        """Move to another schema (and mode), gated on the tenant's eval set; see ``ragindex migrate``."""
+        return migrate(self.store, self.name, to, embedder=self.rx.embedder_for(self.name), mode=mode,
+                       budget=Budget(budget_tokens, max_cost), accept_regression=accept_regression, wait=wait,
+                       progress=progress)
+
+    def plan_migration(self, to: str, mode: str | None = None) -> Plan:
+        """What :meth:`migrate` would chunk, embed and cost (writes nothing)."""
+        return plan_migration(self.store, self.name, to, embedder=self.rx.embedder_for(self.name), mode=mode)[1]
+
+    # -- searching ------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, mode: str | None = None, filter: dict | str | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query``: mode dense, bm25 or hybrid (default: the tenant's), optionally filtered.
@@ -143,16 +212,29 @@ class Tenant:
         searcher = self.rx.searcher(self.name, needs_model=(mode or tenant_mode(self.settings)) != "bm25")
         return searcher.search_many(self.name, list(queries), k, mode, filter)
 
+    def evaluate(self, generation: str | None = None, k: int = 5) -> dict:
+        """Score a generation (default: the live one) on the tenant's own eval set."""
+
+        paths = self.store.require(self.name)
+        eval_set = self.settings.eval_set
+        if eval_set is None:
+            raise TenantError(f"tenant {self.name!r} has no eval set; register one with "
+                              f"`ragindex tenants add {self.name} --source ... --eval-set PATH`")
+        gen = generation or current_id(paths)
+        if gen is None:
+            raise TenantError(f"tenant {self.name!r} has no live generation yet; run `ragindex reindex --tenant {self.name}` first")
+        metrics = tenant_quality(self.store, self.name, gen, self.rx.embedder_for(self.name), k=k)
+        return {"tenant": self.name, "generation": gen, "eval_set": eval_set, "k": k, "metrics": metrics}
+
+    # -- state and lifecycle ------------------------------------------------------------------
+
     def status(self) -> dict:
         """Live generation, cache size, hit rate, ledger totals, spend per month and the last runs.
 
         While a reindex holds the cache, the cache figures are replaced by ``"busy"``
         (the generation is still reported): status never waits for a writer.
         """
-        from ragindex.cache import CacheBusy, EmbeddingCache
-        from ragindex.index import current_id
-
-        paths = self.rx.store.require(self.name)
+        paths = self.store.require(self.name)
         out = {"tenant": self.name, "generation": current_id(paths)}
         if paths.cache.exists():
             try:
@@ -170,43 +252,49 @@ class Tenant:
 
     def generations(self) -> list[dict]:
         """Every generation, oldest first, with its summary (the live one marked)."""
-        from ragindex.generations import describe
-
-        return describe(self.rx.store.require(self.name))
+        return describe(self.store.require(self.name))
 
     def rollback(self, to: str | None = None, wait: float = 0.0) -> str:
-        """Make an earlier generation live (default: the one before the last change); re-pins schema and mode."""
-        from ragindex.generations import rollback
-        from ragindex.locking import tenant_lock
-        from ragindex.migrate import repin_to_live
+        """Make an earlier generation live (default: the one before the last change), and with it the schema and
+        mode it was made with; returns its id. :meth:`rollback_report` says what it replaced, too."""
+        return self.rollback_report(to, wait)["to"]
 
-        paths = self.rx.store.require(self.name)
-        with tenant_lock(paths.lock, wait=wait):
-            gen = rollback(paths, to)
-            repin_to_live(self.rx.store, self.name)
-        return gen
-
-    def migrate(self, to: str, mode: str | None = None, accept_regression: str | None = None, budget_tokens: int | None = None,
-                max_cost: float | None = None, wait: float = 0.0) -> IndexingResult:
-        """Move to another schema (and mode), gated on the tenant's eval set; see ``ragindex migrate``."""
-        from ragindex.migrate import migrate
-
-        return migrate(self.rx.store, self.name, to, embedder=self.rx.embedder_for(self.name), mode=mode,
-                       budget=Budget(budget_tokens, max_cost), accept_regression=accept_regression, wait=wait)
+    def rollback_report(self, to: str | None = None, wait: float = 0.0) -> dict:
+        """:meth:`rollback`, returning ``{"tenant", "from", "to", "chunker", "mode"}`` (``from`` read under the lock)."""
+        with self.writer(wait=wait) as w:
+            return w.rollback(to)
 
     def verify(self, repair: bool = False, wait: float = 0.0) -> dict:
         """Check (and with ``repair`` fix, never re-embedding) every piece of the tenant's index."""
-        from contextlib import nullcontext
+        if not repair:
+            return verify(self.store.require(self.name), repair=False, store=self.store)
+        with self.writer(wait=wait) as w:
+            report = verify(w.paths, repair=True, store=self.store)
+            w.reconcile()  # a repair may have moved CURRENT, and the pin with it
+            return report
 
-        from ragindex.locking import tenant_lock
-        from ragindex.repair import verify
+    def gc(self, keep: int | None = None, wait: float = 0.0) -> list[str]:
+        """Delete old generations, then every segment and deletion file no kept generation uses."""
+        with self.writer(wait=wait) as w:
+            return w.gc(keep)
 
-        paths = self.rx.store.require(self.name)
-        with tenant_lock(paths.lock, wait=wait) if repair else nullcontext():
-            return verify(paths, repair=repair, store=self.rx.store)
+    def compact(self, wait: float = 0.0) -> Maintenance:
+        """Merge every segment of the live generation into one, dropping deleted rows (nothing re-embedded)."""
+        with self.writer(wait=wait) as w:
+            return w.compact()
 
-    def remove(self, wait: float = 0.0) -> dict:
-        """Delete every file of the tenant and its Dagster partition (see ``ragindex tenants remove``)."""
-        from ragindex.offboard import remove_tenant
+    # -- API keys (their own lock: never behind a reindex) -------------------------------------
 
-        return remove_tenant(self.rx.store, self.name, wait=wait)
+    def create_key(self, name: str = "") -> tuple[str, dict]:
+        """A new key for ``ragindex serve``: (the key, shown once and never stored; its public record)."""
+        key, rec = keys.create(self.store, self.name, name)
+        return key, rec.public()
+
+    def keys(self) -> list[dict]:
+        """The tenant's keys: ids, names, dates (never the keys)."""
+        self.store.require(self.name)
+        return [k.public() for k in keys.load(self.store, self.name)]
+
+    def revoke_key(self, key_id: str) -> dict:
+        """Revoke a key by its id; the next request with it is refused."""
+        return keys.revoke(self.store, self.name, key_id).public()

@@ -13,60 +13,33 @@ schemas        ``$RAGINDEX_SCHEMAS`` or ``./schemas/``       ``ragindex.schemas`
                (a folder with ``chunkers.lock``)
 baselines      ``$RAGINDEX_BASELINES`` or                    ``ragindex.baselines`` (shipped)
                ``./benchmarks/baselines/``
-data           ``$RAGINDEX_DATA_ROOT`` or ``../shared/data`` none: say how to set it
+data           ``$RAGINDEX_DATA_ROOT/<set>`` if set,         none: say where it looked
+               else ``./benchmarks/data/<set>``,             and how to set it
+               else ``../shared/data/<set>``
 =============  ==========================================  ==============================
+
+Evaluation data is looked up one dataset folder at a time (``chroma_chunking/``,
+``scifact/``): a repository can carry the small, freely licensed sets in
+``benchmarks/data/`` and still read the larger or non-redistributable ones from a
+shared folder beside it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-PROJECT_ENV = "RAGINDEX_PROJECT"
-SCHEMAS_ENV = "RAGINDEX_SCHEMAS"
-BASELINES_ENV = "RAGINDEX_BASELINES"
-DATA_ROOT_ENV = "RAGINDEX_DATA_ROOT"
-
-
-class ProjectError(ValueError):
-    """A write that would land in the installed package; the message says where to run it instead."""
-
-
-@dataclass(frozen=True)
-class Located:
-    """A directory and whether ragindex may write there (False: shipped package data)."""
-
-    path: Path
-    writable: bool
-    source: str  # how it was found, for messages
-
-    def require_writable(self, what: str) -> Path:
-        if not self.writable:
-            raise ProjectError(
-                f"{what} would write into the installed package ({self.path}); run it in your project directory "
-                f"(see `ragindex schemas init`) or set {SCHEMAS_ENV if 'schema' in what else BASELINES_ENV}")
-        return self.path
-
-
-def project_dir() -> Path:
-    return Path(os.environ.get(PROJECT_ENV) or Path.cwd()).absolute()
-
-
-def _shipped(package: str) -> Path:
-    return Path(str(resources.files(package)))
-
-
-def schemas_root() -> Located:
-    """Schema files (``chunkers/*.toml``) and ``chunkers.lock``."""
-    env = os.environ.get(SCHEMAS_ENV)
-    if env:
-        return Located(Path(env), True, f"${SCHEMAS_ENV}")
-    own = project_dir() / "schemas"
-    if (own / "chunkers.lock").is_file():
-        return Located(own, True, "the project's schemas/")
-    return Located(_shipped("ragindex.schemas"), False, "the schemas shipped with ragindex")
+from ragindex.schemas.location import (  # noqa: F401  (the project directory's parts, found where the schemas are)
+    BASELINES_ENV,
+    DATA_ROOT_ENV,
+    PROJECT_ENV,
+    SCHEMAS_ENV,
+    Located,
+    ProjectError,
+    project_dir,
+    schemas_root,
+    shipped,
+)
 
 
 def baselines_root() -> Located:
@@ -77,12 +50,33 @@ def baselines_root() -> Located:
     own = project_dir() / "benchmarks" / "baselines"
     if own.is_dir():
         return Located(own, True, "the project's benchmarks/baselines/")
-    return Located(_shipped("ragindex.baselines"), False, "the baselines shipped with ragindex")
+    return Located(shipped("ragindex.baselines"), False, "the baselines shipped with ragindex")
+
+
+def data_roots() -> list[tuple[Path, str]]:
+    """Where evaluation data folders are looked for, in order, each with how it was found (for messages).
+
+    ``$RAGINDEX_DATA_ROOT`` alone when it is set; else the project's ``benchmarks/data/``, then
+    ``../shared/data`` beside the project directory.
+    """
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return [(Path(env), f"${DATA_ROOT_ENV}")]
+    here = project_dir()
+    return [(here / "benchmarks" / "data", "the project's benchmarks/data/"),
+            ((here / ".." / "shared" / "data").resolve(), "../shared/data beside the project")]
+
+
+def data_path(folder: str) -> Path | None:
+    """The first ``<root>/<folder>`` of :func:`data_roots` that exists, else None."""
+    return next((root / folder for root, _ in data_roots() if (root / folder).exists()), None)
 
 
 def data_root() -> Path:
-    """``$RAGINDEX_DATA_ROOT``, else ``../shared/data`` beside the project directory."""
-    env = os.environ.get(DATA_ROOT_ENV)
-    if env:
-        return Path(env)
-    return (project_dir() / ".." / "shared" / "data").resolve()
+    """The default data root as one folder: ``$RAGINDEX_DATA_ROOT``, else the first of the project's
+    ``benchmarks/data/`` and ``../shared/data`` that exists (the latter when neither does).
+
+    Datasets are found per folder (:func:`data_path`); this is for callers that take one root.
+    """
+    roots = data_roots()
+    return next((root for root, _ in roots if root.is_dir()), roots[-1][0])

@@ -18,6 +18,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from ragindex.chunkers import implementation_id, needs_embeddings
+from ragindex.chunkers.context import format_probe
 from ragindex.chunkers.tokenizers import TOKENIZER_NAMES
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -121,12 +123,10 @@ class SchemaFile(BaseModel):
 
     def canonical_json(self) -> str:
         """The spec as canonical JSON (sorted keys, no whitespace): what is fingerprinted."""
-        from ragindex.chunkers import implementation_id
 
         spec = self.spec.model_dump(mode="json")
         body = {"spec": spec, "implementation": implementation_id(self.spec)}
         if spec["context_headers"]:
-            from ragindex.chunkers.context import format_probe
 
             body["context_format"] = format_probe()
         else:
@@ -140,7 +140,6 @@ class SchemaFile(BaseModel):
     @property
     def needs_embeddings(self) -> bool:
         """Whether chunks depend on an embedder too (the ``cluster`` kind)."""
-        from ragindex.chunkers import needs_embeddings
 
         return needs_embeddings(self.spec)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ragindex.fsutil import atomic_write_text
 from ragindex.schemas.chunker import SchemaError, SchemaFile, parse_ref
+from ragindex.schemas.location import Located, schemas_root
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The schema new tenants get. Tenants pinned to an older default keep it until `ragindex migrate`.
@@ -29,12 +30,10 @@ class SchemaRegistry:
 
     ``root`` defaults to the project's (``$RAGINDEX_SCHEMAS``, else ``./schemas`` with a
     ``chunkers.lock``), else the schemas shipped with ragindex, which are read-only:
-    ``lock`` refuses to write into the installed package (see ``ragindex.project``).
+    ``lock`` refuses to write into the installed package (see ``ragindex.schemas.location``).
     """
 
     def __init__(self, root: Path | None = None) -> None:
-        from ragindex.project import Located, schemas_root
-
         self.location = Located(Path(root), True, "given") if root else schemas_root()
         self.root = self.location.path
         self.dir = self.root / "chunkers"

@@ -35,7 +35,7 @@ def _run(ctx, dataset, chunker, whole_docs, k, data_root, as_json, markdown, mod
     ds = datasets.load(dataset, data_root)
     default_ref, default_mode = default_configuration()
     if mode is None:  # no --mode: the default configuration's mode, unless a chunker was chosen (its baseline is dense)
-        mode = default_mode if not chunker and not whole_docs else "dense"
+        mode = default_mode if not chunker else "dense"
     schema = None if whole_docs else SchemaRegistry().get(chunker or default_ref)
     res = evaluate(ds, schema, GateConfig(data_root=data_root, model=ctx.model or "default", progress=_progress).embedder_for(dataset),
                    k, mode=mode)
@@ -102,20 +102,8 @@ def eval_tenant(ctx, tenant, generation, k, as_json):
 
     Example: ragindex eval tenant --tenant acme --json
     """
-    from ragindex.evaluate.tenant import tenant_quality
-    from ragindex.index import current_id
-    from ragindex.tenants import TenantError
-
-    paths = ctx.store.require(tenant)
-    eval_set = ctx.store.settings(tenant).eval_set
-    if eval_set is None:
-        raise TenantError(f"tenant {tenant!r} has no eval set; register one with "
-                          f"`ragindex tenants add {tenant} --source ... --eval-set PATH`")
-    gen = generation or current_id(paths)
-    if gen is None:
-        raise TenantError(f"tenant {tenant!r} has no live generation yet; run `ragindex reindex --tenant {tenant}` first")
-    metrics = tenant_quality(ctx.store, tenant, gen, ctx.embedder_for(tenant), k=k)
-    out = {"tenant": tenant, "generation": gen, "eval_set": eval_set, "k": k, "metrics": metrics}
+    out = ctx.tenant(tenant).evaluate(generation, k=k)
+    gen, eval_set = out["generation"], out["eval_set"]
 
     def human(o):
         click.echo(f"{tenant} generation {gen} on {eval_set}:")
@@ -191,13 +179,12 @@ def eval_diff(ctx, refs, mode, markdown, against, baselines, data_root, as_json)
 
     if against:
         from ragindex.evaluate import compare
-        from ragindex.evaluate.datasets import default_data_root
         from ragindex.evaluate.gate import baseline_path, load_baseline, parse_config
 
         if len(refs) != 1:
             raise click.UsageError("--against compares one configuration: give exactly one --schema")
         new, old = (load_baseline(baseline_path(parse_config(r)[0], baselines, parse_config(r)[1])) for r in (refs[0], against))
-        c = compare.compare(new, old, data_root or default_data_root())
+        c = compare.compare(new, old, data_root)  # None: found per data set (project, then ../shared/data)
         if markdown:
             Path(markdown).write_text(compare.render(c, md=True), encoding="utf-8")
         _emit(c, as_json, lambda c: click.echo(compare.render(c), nl=False))

@@ -33,9 +33,7 @@ def generations(ctx, tenant, as_json):
 
     Example: ragindex generations --tenant acme --json
     """
-    from ragindex.generations import describe
-
-    rows = describe(ctx.store.require(tenant))
+    rows = ctx.tenant(tenant).generations()
     _emit(rows, as_json, lambda rows: click.echo("\n".join(
         f"{'*' if r['live'] else ' '} {r['generation']}  {r.get('kind') or '?':<6} {r.get('chunker') or '?':<18} "
         f"{r.get('index_type') or '?':<16} {r.get('vectors') if r.get('vectors') is not None else '?':>8} vectors "
@@ -52,22 +50,14 @@ def generations(ctx, tenant, as_json):
 def rollback(ctx, tenant, to, wait, as_json):
     """Make an earlier generation live again (atomic CURRENT switch; nothing is deleted).
 
-    The tenant is pinned again to the schema and search mode that generation was
-    made with, so a rollback after `ragindex migrate` undoes the migration.
+    A tenant's schema and search mode are those of its live generation, so they
+    change with it: a rollback after `ragindex migrate` undoes the migration.
 
     Example: ragindex rollback --tenant acme --to 20261127T101500000000Z-1a2b3c4d
     """
-    from ragindex.generations import rollback as do_rollback
-    from ragindex.index import current_id
-    from ragindex.locking import tenant_lock
-    from ragindex.migrate import repin_to_live
-
-    paths = ctx.store.require(tenant)
-    with tenant_lock(paths.lock, wait=wait):
-        before = current_id(paths)  # read under the lock: a queued rollback reports what it replaced
-        gen = do_rollback(paths, to)
-        chunker, mode = repin_to_live(ctx.store, tenant)
-    _emit({"tenant": tenant, "from": before, "to": gen, "chunker": chunker, "mode": mode}, as_json,
+    out = ctx.tenant(tenant).rollback_report(to, wait=wait)
+    chunker, mode = out["chunker"], out["mode"]
+    _emit(out, as_json,
           lambda o: click.echo(f"tenant {tenant}: {o['from']} -> {o['to']} is live ({chunker}, {mode})"))
 
 
@@ -94,25 +84,21 @@ def migrate(ctx, tenant, to, mode, accept_regression, budget_tokens, max_cost, d
 
     Example: ragindex migrate --tenant acme --to recursive-200@1 --mode hybrid --max-cost 0.10
     """
-    from ragindex.cost import Budget, BudgetExceeded
-    from ragindex.gates import ChecksFailed
-    from ragindex.migrate import migrate as do_migrate
-    from ragindex.migrate import plan_migration
+    from ragindex.errors import BudgetExceeded, ChecksFailed
 
-    embedder = ctx.embedder_for(tenant)
+    t = ctx.tenant(tenant)
     if dry_run:
-        _, p = plan_migration(ctx.store, tenant, to, embedder=embedder, mode=mode)
-        _emit(p.report(), as_json, _print_plan)
+        _emit(t.plan_migration(to, mode=mode).report(), as_json, _print_plan)
         return
     try:
-        result = do_migrate(ctx.store, tenant, to, embedder=embedder, mode=mode, budget=Budget(budget_tokens, max_cost),
-                            accept_regression=accept_regression, wait=wait, progress=not as_json)
+        result = t.migrate(to, mode=mode, accept_regression=accept_regression, budget_tokens=budget_tokens,
+                           max_cost=max_cost, wait=wait, progress=not as_json)
     except BudgetExceeded as exc:
         fail(f"over budget: {'; '.join(exc.reasons)}. Nothing was changed.", EXIT_BUDGET, "over budget", as_json)
     except ChecksFailed as exc:
         fail(f"{exc}. The live generation and the tenant's schema are unchanged; pass --accept-regression WHY to "
              "promote it anyway.", EXIT_CHECK, "checks failed", as_json)
-    out = result.to_dict() | {"chunker": to, "mode": ctx.store.settings(tenant).mode}
+    out = result.to_dict() | {"chunker": to, "mode": t.settings.mode}
     _emit(out, as_json, lambda o: click.echo(
         f"tenant {tenant}: migrated to {to} ({o['mode'] or 'default mode'}); generation {o['generation']} is live; "
         f"embedded {o['ledger']['texts']} texts, reused {o['plan']['vectors_reused']} cached vectors"))
@@ -133,13 +119,7 @@ def gc(ctx, tenant, keep, wait, as_json):
 
     Example: ragindex gc --tenant acme --keep 3
     """
-    from ragindex.generations import gc as do_gc
-    from ragindex.locking import tenant_lock
-    from ragindex.maintenance import keep_generations
-
-    paths = ctx.store.require(tenant)
-    with tenant_lock(paths.lock, wait=wait):
-        removed = do_gc(paths, keep or keep_generations(ctx.store, tenant))
+    removed = ctx.tenant(tenant).gc(keep, wait=wait)
     _emit({"tenant": tenant, "removed": removed}, as_json, lambda o: click.echo(f"removed {len(removed)}: {', '.join(removed) or '-'}"))
 
 
@@ -159,12 +139,7 @@ def compact(ctx, tenant, wait, as_json):
 
     Example: ragindex compact --tenant acme
     """
-    from ragindex.locking import tenant_lock
-    from ragindex.maintenance import compact as do_compact
-
-    paths = ctx.store.require(tenant)
-    with tenant_lock(paths.lock, wait=wait):
-        done = do_compact(ctx.store, tenant)
+    done = ctx.tenant(tenant).compact(wait=wait)
     out = {"tenant": tenant, **done.to_dict()}
     _emit(out, as_json, lambda o: click.echo(
         f"tenant {tenant}: " + (f"merged {len(o['merges'][0]['inputs'])} segment(s) into {o['merges'][0]['segment']} "
@@ -194,14 +169,7 @@ def verify(ctx, tenant, repair, wait, as_json):
 
     Example: ragindex verify --tenant acme --repair
     """
-    from contextlib import nullcontext
-
-    from ragindex.locking import tenant_lock
-    from ragindex.repair import verify as do_verify
-
-    paths = ctx.store.require(tenant)
-    with tenant_lock(paths.lock, wait=wait) if repair else nullcontext():
-        report = do_verify(paths, repair=repair, store=ctx.store)
+    report = ctx.tenant(tenant).verify(repair=repair, wait=wait)
 
     def human(r):
         for p in r["problems"]:

@@ -17,6 +17,7 @@ from ragindex.cli.root import (
     _errors,
     _print_plan,
     _skipped_summary,
+    _usd,
     fail,
     json_option,
     main,
@@ -52,18 +53,16 @@ def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
 
     Example: ragindex plan --tenant acme --chunker recursive-200@1
     """
-    from ragindex.cost import Prices
-    from ragindex.reindex import TenantRun
+    from ragindex.api import Prices
 
-    with TenantRun(ctx.store, tenant, embedder=ctx.embedder_for(tenant), source=source, chunker=chunker, prices=Prices.load(prices),
-                   rescan=rescan, rebuild=rebuild, progress=not as_json) as run:
-        staged, p = run.stage()
+    p = ctx.tenant(tenant).plan(source=source, chunker=chunker, prices=Prices.load(prices), rescan=rescan, rebuild=rebuild,
+                                progress=not as_json)
     report = p.report()
     if as_json:
-        report["skipped"] = [{"where": s.where, "reason": s.reason} for s in staged.changes.skipped]
+        report["skipped"] = [{"where": s.where, "reason": s.reason} for s in p.skipped]
     _emit(report, as_json, _print_plan)
     if not as_json:
-        _skipped_summary(staged.changes.skipped)
+        _skipped_summary(p.skipped)
 
 
 @main.command()
@@ -94,32 +93,29 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, resca
     model are embedded. A run that finds no change writes nothing and says
     "unchanged". Over budget it exits 3 having changed nothing; a failed check
     (index consistency, retrieval quality) exits 5 and leaves the live generation
-    as it was. With $DAGSTER_HOME set, it runs the Dagster asset job in that
-    instance, so the run and its metadata show in the UI.
+    as it was. With $DAGSTER_HOME set, the run (the same one, not a Dagster job)
+    is then reported to that instance: its materializations, data versions and
+    checks show in the UI under the tenant's partition.
 
     Example: ragindex reindex --tenant acme --source ./docs --max-cost 0.10
     """
-    from ragindex.cost import Budget, BudgetExceeded, Prices
-    from ragindex.gates import ChecksFailed
-    from ragindex.reindex import reindex as run
+    from ragindex.api import Budget, Prices
+    from ragindex.errors import BudgetExceeded, ChecksFailed, MassDeletion
+    from ragindex.instance import configured
 
     try:
-        if os.environ.get("DAGSTER_HOME"):
-            from ragindex.orchestration.run import reindex_in_dagster
-
-            out, skipped = reindex_in_dagster(ctx.store, tenant, source=source, chunker=chunker, model=ctx.model_for(tenant)[0],
-                                              prices=prices, budget=Budget(budget_tokens, max_cost), wait=wait,
-                                              rescan=rescan, rebuild=rebuild, allow_deletions=allow_deletions,
-                                              accept_model_drift=accept_model_drift, dimensions=ctx.model_for(tenant)[1])
-        else:
-            result = run(ctx.store, tenant, source=source, chunker=chunker, embedder=ctx.embedder_for(tenant), prices=Prices.load(prices),
-                         budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait, rescan=rescan,
-                         rebuild=rebuild, allow_deletions=allow_deletions, accept_model_drift=accept_model_drift)
-            out, skipped = result.to_dict(), result.skipped
-    except ChecksFailed as exc:
-        fail(f"{exc}. The live generation is unchanged; the candidate stays on disk for inspection.",
-             EXIT_CHECK, "checks failed", as_json)
-    except BudgetExceeded as exc:
+        result = ctx.tenant(tenant).reindex(source=source, chunker=chunker, prices=Prices.load(prices),
+                                            budget=Budget(budget_tokens, max_cost), progress=not as_json, wait=wait,
+                                            rescan=rescan, rebuild=rebuild, allow_deletions=allow_deletions,
+                                            accept_model_drift=accept_model_drift)
+    except (ChecksFailed, BudgetExceeded, MassDeletion) as exc:
+        if configured():
+            _report_to_dagster("refused", tenant, exc)  # the failed check shows in the UI; the exit code is the same
+        if isinstance(exc, ChecksFailed):
+            fail(f"{exc}. The live generation is unchanged; the candidate stays on disk for inspection.",
+                 EXIT_CHECK, "checks failed", as_json)
+        if isinstance(exc, MassDeletion):
+            raise  # exit 7 (ragindex.errors.EXIT_CODES)
         if as_json:
             click.echo(json.dumps({"error": {"kind": "over budget", "message": "; ".join(exc.reasons) + ". Nothing was changed.",
                                              "exit_code": EXIT_BUDGET}, "reasons": exc.reasons, "plan": exc.plan.report()},
@@ -130,6 +126,9 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, resca
             click.echo("To proceed: raise --budget-tokens/--max-cost, or reduce what is embedded "
                        "(e.g. index fewer documents or keep the tenant's current schema).", err=True)
         sys.exit(EXIT_BUDGET)
+    out, skipped = result.to_dict(), result.skipped
+    if configured():
+        out["dagster_reported"] = _report_to_dagster("run", result.tenant, result)
 
     def human(o):
         led, ch = o["ledger"], o["changes"]
@@ -141,15 +140,28 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, resca
             click.echo(f"  documents new {ch['docs_new']}, changed {ch['docs_changed']}, deleted {ch['docs_deleted']}, "
                        f"unchanged {ch['docs_unchanged']} ({ch['files_read']} of {ch['files_seen']} files read)")
             click.echo(f"  embedded {led['texts']} texts, {led['tokens']:,} tokens in {led['seconds']:.2f} s "
-                       f"(${led['cost_usd']:.6f}); {o['plan']['vectors_reused']} vectors reused from cache")
+                       f"({_usd(led['cost_usd'], o['plan'])}); {o['plan']['vectors_reused']} vectors reused from cache")
             click.echo(f"  wrote {o['bytes_written'] / 1e6:.2f} MB" + (f" (segment {o['segment']})" if o.get("segment") else ""))
             for m in (o.get("maintenance") or {}).get("merges", []):
                 click.echo(f"  merged {len(m['inputs'])} segment(s) into {m['segment']}: {m['reason']}")
-        if "dagster_run_id" in o:
-            click.echo(f"  dagster run {o['dagster_run_id']} (see the UI's run history)")
+        if o.get("dagster_reported"):
+            click.echo(f"  reported to the Dagster instance in {os.environ['DAGSTER_HOME']} (partition {o['tenant']})")
         _skipped_summary(skipped)
 
     _emit(out, as_json, human)
+
+
+def _report_to_dagster(what: str, tenant: str, done) -> bool:
+    """Report a finished (``what="run"``) or refused run to $DAGSTER_HOME's instance; a failure to report is a
+    warning, never a different exit code: the run itself is over, and its result stands."""
+    from ragindex.instance import report_refused, report_run
+
+    try:
+        return report_run(done) if what == "run" else report_refused(tenant, done)
+    except Exception as exc:  # noqa: BLE001 - an unreachable or broken instance must not fail a finished run
+        click.echo(f"warning: could not report the run to the Dagster instance in {os.environ.get('DAGSTER_HOME')} "
+                   f"({type(exc).__name__}: {exc}); the run's result stands", err=True)
+        return False
 
 
 @main.command()

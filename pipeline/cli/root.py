@@ -1,9 +1,10 @@
 """Shared pieces of the ``ragindex`` command line: the root group, its context, options, errors and output.
 
-Exit codes: 0 ok, 1 error (message on stderr; a JSON error object on stdout with
---json), 2 usage, 3 over budget (nothing changed), 4 tenant busy (another writer
-holds its lock), 5 a check failed, 6 verify --repair found damage and repaired it,
-7 a run would delete more documents than allowed (nothing changed).
+Exit codes (``ragindex.errors``, with the error types they stand for): 0 ok, 1 error
+(message on stderr; a JSON error object on stdout with --json), 2 usage, 3 over budget
+(nothing changed), 4 tenant busy (another writer holds its lock), 5 a check failed,
+6 verify --repair found damage and repaired it, 7 a run would delete more documents
+than allowed (nothing changed).
 
 Every command group lives in its own module of this package and imports what it
 needs from here; nothing here imports a command module (``ragindex.cli`` puts
@@ -18,7 +19,15 @@ import sys
 
 import click
 
-EXIT_ERROR, EXIT_BUDGET, EXIT_BUSY, EXIT_CHECK, EXIT_REPAIRED, EXIT_DELETIONS = 1, 3, 4, 5, 6, 7
+from ragindex.errors import (  # noqa: F401  (the command modules import the exit codes from here)
+    EXIT_BUDGET,
+    EXIT_BUSY,
+    EXIT_CHECK,
+    EXIT_CODES,
+    EXIT_DELETIONS,
+    EXIT_ERROR,
+    EXIT_REPAIRED,
+)
 
 # Commands that write a tenant: a failed write there leaves the live generation as it was.
 WRITERS = {"reindex", "rollback", "gc", "compact", "verify", "tenants_remove", "migrate"}
@@ -37,32 +46,6 @@ def fail(message: str, code: int, kind: str, as_json: bool) -> None:
         click.echo(json.dumps({"error": {"kind": kind, "message": message, "exit_code": code}}, indent=2, ensure_ascii=False))
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
-
-
-def _expected() -> dict[type, tuple[int, str]]:
-    """The errors a user can cause or fix, with their exit code and kind; anything else is a bug."""
-    from ragindex.cache import CacheBusy, CacheError
-    from ragindex.changes import ChangeError
-    from ragindex.cost import PriceTableError
-    from ragindex.embedder import MissingExtra
-    from ragindex.evaluate.datasets import DatasetError
-    from ragindex.filters import FilterError
-    from ragindex.guards import MassDeletion
-    from ragindex.hosted import HostedError
-    from ragindex.index import GenerationError
-    from ragindex.locking import TenantBusy
-    from ragindex.project import ProjectError
-    from ragindex.schemas import SchemaError
-    from ragindex.segments import SegmentError
-    from ragindex.tenants import TenantError
-
-    return {TenantBusy: (EXIT_BUSY, "tenant busy"), CacheBusy: (EXIT_BUSY, "tenant busy"), MassDeletion: (EXIT_DELETIONS, "mass deletion refused"),
-            TenantError: (EXIT_ERROR, "tenant"), SchemaError: (EXIT_ERROR, "schema"),
-            GenerationError: (EXIT_ERROR, "generation"), SegmentError: (EXIT_ERROR, "segment"),
-            CacheError: (EXIT_ERROR, "cache"), ChangeError: (EXIT_ERROR, "source"), PriceTableError: (EXIT_ERROR, "prices"),
-            DatasetError: (EXIT_ERROR, "dataset"), HostedError: (EXIT_ERROR, "embedding api"),
-            MissingExtra: (EXIT_ERROR, "missing extra"), FilterError: (EXIT_ERROR, "filter"),
-            ProjectError: (EXIT_ERROR, "project"), FileNotFoundError: (EXIT_ERROR, "not found")}
 
 
 def _errors(fn):
@@ -84,7 +67,7 @@ def _errors(fn):
         except Exception as exc:  # noqa: BLE001 - sorted into expected and unexpected below
             if debug:
                 raise
-            for cls, (code, kind) in _expected().items():
+            for cls, code, kind in EXIT_CODES:
                 if isinstance(exc, cls):
                     fail(str(exc), code, kind, as_json)
             if isinstance(exc, OSError):  # disk full, file too large, permissions
@@ -120,49 +103,34 @@ class FiniteFloat(click.ParamType):
 
 
 class Ctx:
+    """What every command gets: the Python API over $RAGINDEX_HOME with the --model choice (built on first use)."""
+
     def __init__(self, home: str | None, model: str | None, debug: bool = False, dimensions: int | None = None) -> None:
         if home:
             os.environ["RAGINDEX_HOME"] = home
         self.model = model  # None: the tenant's setting, else the bundled default
         self.dimensions = dimensions
         self.debug = debug
-        self._embedders: dict = {}
-
-    @property
-    def store(self):
-        from ragindex.tenants import TenantStore
-
-        return TenantStore()
-
-    def model_for(self, tenant: str | None = None) -> tuple[str, int | None]:
-        """--model / $RAGINDEX_MODEL, else the tenant's setting, else the bundled default (and its dimensions)."""
-        if self.model:
-            return self.model, self.dimensions
-        store = self.store
-        if tenant and store.exists(tenant):
-            s = store.settings(tenant)
-            if s.model:
-                return s.model, self.dimensions or s.dimensions
-        return "default", self.dimensions
+        self._api = None
 
     @property
     def api(self):
-        """The Python API over the same state directory and model choice (pipeline.api)."""
-        from ragindex.api import Ragindex
+        """The Python API (``ragindex.api.Ragindex``) over the same state directory and model choice."""
+        if self._api is None:
+            from ragindex.api import Ragindex  # loads torch and faiss: not for --help
 
-        return Ragindex(model=self.model, dimensions=self.dimensions)
-
-    def embedder_for(self, tenant: str | None = None):
-        key = self.model_for(tenant)
-        if key not in self._embedders:
-            from ragindex.embedder import EmbedderConfig
-
-            self._embedders[key] = EmbedderConfig(key[0], dimensions=key[1]).build()
-        return self._embedders[key]
+            self._api = Ragindex(model=self.model, dimensions=self.dimensions)
+        return self._api
 
     @property
-    def embedder(self):
-        return self.embedder_for(None)
+    def store(self):
+        return self.api.store
+
+    def tenant(self, name: str):
+        return self.api.tenant(name)
+
+    def embedder_for(self, tenant: str | None = None):
+        return self.api.embedder_for(tenant)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -215,6 +183,11 @@ def main(ctx, home, model, dimensions, debug):
 # ---------------------------------------------------------------- shared renderers
 
 
+def _usd(value, p: dict) -> str:
+    """A plan's money figure: "unknown" when the model's price is (a null in its JSON), never $0.000000."""
+    return f"${value:.6f}" if value is not None and p.get("cost_known", True) else "unknown"
+
+
 def _print_plan(p: dict) -> None:
     click.echo(f"plan for tenant {p['tenant']} with {p['chunker']} and {p['embedder']} on {p['device']}")
     if p.get("rebuild"):
@@ -230,7 +203,8 @@ def _print_plan(p: dict) -> None:
     click.echo(f"  tokens     {p['tokens_to_embed']:,} model tokens ({p['tokens_to_embed_cl100k']:,} cl100k_base)")
     if p.get("chunker_texts_to_embed") or not p.get("exact", True):
         click.echo(f"  chunker    {p['chunker_texts_to_embed']} pieces, {p['chunker_tokens_to_embed']:,} tokens to embed first "
-                   f"(the {p['chunker']} chunker clusters on them), ~{p['chunker_est_seconds']:.1f} s, ${p['chunker_cost_usd']:.6f}")
+                   f"(the {p['chunker']} chunker clusters on them), ~{p['chunker_est_seconds']:.1f} s, "
+                   f"{_usd(p['chunker_cost_usd'], p)}")
     if not p.get("exact", True):
         click.echo("  BOUND      chunk figures are an upper bound (each piece its own chunk) until the pieces are embedded; "
                    "the budget is checked on the bound, then again on the exact chunks")
@@ -242,14 +216,13 @@ def _print_plan(p: dict) -> None:
     if p.get("probe_tokens"):
         click.echo(f"  probe      {p['probe_tokens']} tokens: the drift probe, embedded again by every paying run")
     click.echo(f"  time       ~{p['est_seconds']:.1f} s at {p['throughput_tokens_per_s']:,.0f} tok/s ({p['throughput_source']})")
-    cost = f"${p['cost_usd']:.6f}" if p.get("cost_known", True) else "unknown"
-    click.echo(f"  cost       {cost} ({p.get('price_source') or ('self-hosted on ' + p['device'])})")
+    click.echo(f"  cost       {_usd(p['cost_usd'], p)} ({p.get('price_source') or ('self-hosted on ' + p['device'])})")
     for name, usd in p["hosted_usd"].items():
         click.echo(f"             ${usd:.6f} at {name} prices")
 
 
 def _skipped_summary(skipped) -> None:
-    from ragindex.sources import shown
+    from ragindex.ingest.sources import shown
 
     if skipped:
         click.echo(f"skipped {len(skipped)} inputs:", err=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ragindex.cli.root import EXIT_CHECK, _emit, _errors, json_option, main
+from ragindex.cli.root import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx
 from ragindex.schemas.registry import DEFAULT_SCHEMA
 
 
@@ -107,26 +107,35 @@ def schemas_check(as_json):
 @click.option("--schema", "schema_ref", default=DEFAULT_SCHEMA, show_default=True, help="Schema NAME@VERSION.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
+@pass_ctx
 @_errors
-def chunk(schema_ref, file, as_json):
+def chunk(ctx, schema_ref, file, as_json):
     """Preview what a schema does to FILE: each chunk with offsets and token count.
+
+    A schema that cuts on embeddings (kind cluster) embeds FILE's pieces with --model,
+    else the bundled default model; nothing is cached or written.
 
     Example: ragindex chunk --schema markdown@1 README.md
     """
-    from ragindex.chunkers import build_chunker
+    from ragindex.chunkers import build_chunker, needs_embeddings
+    from ragindex.ingest.sources import normalise
     from ragindex.schemas import SchemaRegistry
-    from ragindex.sources import normalise
 
     sf = SchemaRegistry().get(schema_ref)
     text = normalise(file.read_text(encoding="utf-8"))
-    spans = build_chunker(sf.spec).chunk(text)
+    embedder = ctx.embedder_for(None) if needs_embeddings(sf.spec) else None  # --model, else the bundled default
+    spans = build_chunker(sf.spec, embed=embedder.embed if embedder else None).chunk(text)
     rows = [{"i": i, "start": s.start, "end": s.end, "tokens": s.token_count, "heading_path": list(s.heading_path),
              "text": text[s.start : s.end]} for i, s in enumerate(spans)]
 
     def human(rows):
-        click.echo(f"{sf.ref} ({sf.spec.kind}, {sf.spec.size}/{sf.spec.overlap} {sf.spec.tokenizer} tokens): {len(rows)} chunks")
+        click.echo(f"{sf.ref} ({sf.spec.kind}, {sf.spec.size}/{sf.spec.overlap} {sf.spec.tokenizer} tokens): {len(rows)} chunks"
+                   + (f" (pieces embedded with {embedder.name})" if embedder else ""))
         for r in rows:
             preview = r["text"][:70].replace("\n", "⏎")
             click.echo(f"#{r['i']:<4} [{r['start']:>7}:{r['end']:<7}] {r['tokens']:>4} tok  {preview}")
 
-    _emit({"schema": sf.ref, "fingerprint": sf.fingerprint(), "chunks": rows} if as_json else rows, as_json, human)
+    out = {"schema": sf.ref, "fingerprint": sf.fingerprint(), "chunks": rows}
+    if embedder:
+        out["embedder"] = embedder.name
+    _emit(out if as_json else rows, as_json, human)

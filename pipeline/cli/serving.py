@@ -25,7 +25,7 @@ def serve(ctx, host, port, log_level):
 
     Example: ragindex serve --port 8080
     """
-    from ragindex.serve import serve as run
+    from ragindex.serve.app import serve as run
 
     click.echo(f"ragindex serving {ctx.store.root} on http://{host}:{port} (docs at /docs)", err=True)
     run(ctx.api, host=host, port=port, log_level=log_level)
@@ -47,10 +47,8 @@ def keys_create(ctx, tenant, name, as_json):
 
     Example: ragindex keys create --tenant acme --name frontend --json
     """
-    from ragindex import keys
-
-    key, rec = keys.create(ctx.store, tenant, name)
-    _emit({"tenant": tenant, "key": key, **rec.public()}, as_json,
+    key, rec = ctx.tenant(tenant).create_key(name)
+    _emit({"tenant": tenant, "key": key, **rec}, as_json,
           lambda o: click.echo(f"{o['key']}\n(key {o['id']} of tenant {tenant}; store it now: it is not shown again)"))
 
 
@@ -64,10 +62,7 @@ def keys_list(ctx, tenant, as_json):
 
     Example: ragindex keys list --tenant acme
     """
-    from ragindex import keys
-
-    ctx.store.require(tenant)
-    rows = [k.public() for k in keys.load(ctx.store, tenant)]
+    rows = ctx.tenant(tenant).keys()
     _emit(rows, as_json, lambda rows: click.echo("\n".join(
         f"{r['id']}  {r['name'] or '-':<20} created {r['created_at']}" + (f"  REVOKED {r['revoked_at']}" if r["revoked_at"] else "")
         for r in rows) or "no keys"))
@@ -84,7 +79,5 @@ def keys_revoke(ctx, tenant, key_id, as_json):
 
     Example: ragindex keys revoke --tenant acme 1a2b3c4d
     """
-    from ragindex import keys
-
-    rec = keys.revoke(ctx.store, tenant, key_id)
-    _emit(rec.public(), as_json, lambda o: click.echo(f"key {o['id']} of tenant {tenant} revoked"))
+    rec = ctx.tenant(tenant).revoke_key(key_id)
+    _emit(rec, as_json, lambda o: click.echo(f"key {o['id']} of tenant {tenant} revoked"))

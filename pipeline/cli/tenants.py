@@ -20,13 +20,15 @@ def tenants():
 @tenants.command("add")
 @click.argument("tenant")
 @click.option("--source", required=True, type=click.Path(exists=True, path_type=Path), help="Folder, .jsonl or .parquet file.")
-@click.option("--chunker", default=DEFAULT_SCHEMA, show_default=True, help="Schema NAME@VERSION the tenant is pinned to.")
+@click.option("--chunker", help=f"Schema NAME@VERSION for a new tenant (default: {DEFAULT_SCHEMA}). A tenant with a live "
+                                "generation is pinned to that generation's schema: move it with `ragindex migrate`.")
 @click.option("--eval-set", help="Eval set (preset name or path) scored before each promotion; none by default.")
 @click.option("--model", "tenant_model", help="The tenant's embedding model (e.g. openai:text-embedding-3-small); "
                                              "default: the bundled all-MiniLM-L6-v2.")
 @click.option("--dimensions", "tenant_dimensions", type=click.IntRange(min=1), help="Output dimensions of a hosted model.")
 @click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
-              help="The tenant's default search mode (default: the default configuration's).")
+              help="The tenant's default search mode (default: the default configuration's); for a live tenant, "
+                   "`ragindex migrate --mode` changes it.")
 @pass_ctx
 @_errors
 def tenants_add(ctx, tenant, source, chunker, eval_set, tenant_model, tenant_dimensions, mode):
@@ -36,12 +38,12 @@ def tenants_add(ctx, tenant, source, chunker, eval_set, tenant_model, tenant_dim
     """
     if tenant_dimensions and not (tenant_model or "").startswith("openai:"):
         raise click.UsageError("--dimensions applies to a hosted model (--model openai:MODEL)")
-    ctx.api.tenant(tenant).add(source, chunker=chunker, eval_set=eval_set, model=tenant_model, dimensions=tenant_dimensions,
-                               mode=mode)
-    from ragindex.orchestration.instance import register_partition
+    from ragindex.instance import register_partition
 
+    s = ctx.tenant(tenant).add(source, chunker=chunker, eval_set=eval_set, model=tenant_model, dimensions=tenant_dimensions,
+                               mode=mode)
     registered = register_partition(tenant)
-    click.echo(f"tenant {tenant}: source {source.resolve()}, chunker {chunker}"
+    click.echo(f"tenant {tenant}: source {source.resolve()}, chunker {s.chunker}"
                + (f", model {tenant_model}" if tenant_model else "")
                + (f", eval set {eval_set}" if eval_set else "")
                + (f", search mode {mode}" if mode else "")
@@ -57,19 +59,7 @@ def tenants_list(ctx, as_json):
 
     Example: ragindex tenants list --json
     """
-    from ragindex.index import GenerationError, current_id
-    from ragindex.tenants import TenantError
-
-    store = ctx.store
-    rows = []
-    for name in store.names():
-        row = {"tenant": name, "source": None, "chunker": None, "generation": None, "error": None}
-        try:  # one tenant's broken state must not hide the others
-            s = store.settings(name)
-            row.update(source=s.source, chunker=s.chunker, generation=current_id(store.paths(name)))
-        except (TenantError, GenerationError) as exc:
-            row["error"] = str(exc)
-        rows.append(row)
+    rows = ctx.api.overview()
     _emit(rows, as_json, lambda rows: click.echo("\n".join(
         f"{r['tenant']:<24} {r['chunker'] or '?':<18} {r['generation'] or '(no index)':<36} {r['source'] or ''}"
         + (f"  ERROR {r['error']}" if r["error"] else "") for r in rows) or "no tenants"))
@@ -90,14 +80,12 @@ def tenants_remove(ctx, tenant, yes, wait, as_json):
 
     Example: ragindex tenants remove acme --yes
     """
-    from ragindex.offboard import remove_tenant
-
     ctx.store.paths(tenant)  # a bad name fails before any question is asked
     if not yes:
         if not sys.stdin.isatty():
             fail(f"removing tenant {tenant} deletes all its files; pass --yes to confirm", EXIT_ERROR, "confirmation", as_json)
         click.confirm(f"Delete tenant {tenant} and every file it has (its index, cache and ledger)?", abort=True)
-    out = remove_tenant(ctx.store, tenant, wait=wait)
+    out = ctx.tenant(tenant).remove(wait=wait)
     _emit(out, as_json, lambda o: click.echo(
         f"tenant {tenant}: removed ({o['files_bytes'] / 1e6:.1f} MB)"
         + ("; Dagster partition removed" if o["dagster_partition_removed"] else "")))

@@ -5,7 +5,7 @@ baselines (no evaluation runs: baselines keep every question's scores), and show
 for each metric the two means with 95% intervals (questions resampled with
 replacement) and the paired 95% interval of the difference (the same questions,
 resampled together). For the chunking-evaluation set it adds the rows of the
-study's all-MiniLM-L6-v2 table (``PUBLISHED_RESULTS.md`` under the data root).
+study's all-MiniLM-L6-v2 table (``PUBLISHED_RESULTS.md`` beside the ``chroma`` preset's data).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ragindex.evaluate.datasets import PRESETS, preset_roots
 from ragindex.evaluate.metrics import paired_bootstrap_ci
 
 PUBLISHED_SECTION = "## Main table, all-MiniLM-L6-v2, n=5 retrieved chunks"
@@ -30,10 +31,17 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def published_rows(data_root: Path) -> list[dict]:
-    """The study's all-MiniLM-L6-v2 rows (k=5): label, recall and IoU in [0, 1]; empty if the file is absent."""
-    path = Path(data_root) / "chroma_chunking" / "PUBLISHED_RESULTS.md"
-    if not path.exists():
+def published_rows(data_root: Path | None = None) -> list[dict]:
+    """The study's all-MiniLM-L6-v2 rows (k=5): label, recall and IoU in [0, 1]; empty if the file is absent.
+
+    ``PUBLISHED_RESULTS.md`` is found where the ``chroma`` preset is (``datasets.preset_roots``):
+    under ``data_root`` when given, else ``$RAGINDEX_DATA_ROOT``, the project's ``benchmarks/data/``
+    or ``../shared/data``.
+    """
+    folder = PRESETS["chroma"]
+    path = next((root / folder / "PUBLISHED_RESULTS.md" for root, _ in preset_roots(data_root)
+                 if (root / folder / "PUBLISHED_RESULTS.md").exists()), None)
+    if path is None:
         return []
     text = path.read_text(encoding="utf-8")
     start = text.find(PUBLISHED_SECTION)
@@ -64,7 +72,7 @@ def compare(new: dict, old: dict, data_root: Path | None = None) -> dict:
         b = np.array([old["per_question"][q][m] for q in qs])
         out["metrics"][m] = {"new": float(a.mean()), "new_ci95": bootstrap_ci(a), "old": float(b.mean()), "old_ci95": bootstrap_ci(b),
                              "delta": float((a - b).mean()), "delta_ci95": paired_bootstrap_ci(a - b)}
-    out["published"] = published_rows(data_root) if data_root is not None and new["dataset"] == "chroma" and new["k"] == 5 else []
+    out["published"] = published_rows(data_root) if new["dataset"] == "chroma" and new["k"] == 5 else []
     return out
 
 

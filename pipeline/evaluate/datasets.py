@@ -22,13 +22,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragindex.project import DATA_ROOT_ENV, data_root
+from ragindex.errors import DatasetError  # noqa: F401  (raised here; defined with the rest)
+from ragindex.project import DATA_ROOT_ENV, data_root, data_roots
 
 PRESETS = {"scifact": "scifact", "chroma": "chroma_chunking"}
-
-
-class DatasetError(ValueError):
-    """A dataset that is missing or cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -79,25 +76,38 @@ class Dataset:
 
 
 def default_data_root() -> Path:
-    """``$RAGINDEX_DATA_ROOT``, else ``../shared/data`` beside the project directory (``ragindex.project``)."""
+    """The default data root as one folder (``ragindex.project.data_root``); presets are found per folder."""
     return data_root()
 
 
+def preset_roots(data_root: Path | None = None) -> list[tuple[Path, str]]:
+    """Where a preset's folder is looked for, in order: ``data_root`` alone when given (``--data-root``),
+    else ``$RAGINDEX_DATA_ROOT`` if set, else the project's ``benchmarks/data/`` then ``../shared/data``."""
+    if data_root:
+        return [(Path(data_root), f"--data-root or ${DATA_ROOT_ENV}")]
+    return data_roots()
+
+
 def resolve(name_or_path: str, data_root: Path | None = None) -> Path:
-    """A preset name (``scifact``, ``chroma``) under the data root, or a path."""
-    if name_or_path in PRESETS:
-        root = Path(data_root) if data_root else default_data_root()
-        path = root / PRESETS[name_or_path]
-        where = f"preset {name_or_path!r} under data root {root}"
-    else:
+    """A preset name (``chroma``, ``scifact``) looked up per folder (:func:`preset_roots`), or a path."""
+    if name_or_path not in PRESETS:
         path = Path(name_or_path)
-        where = "path"
-    if not path.exists():
-        raise DatasetError(
-            f"dataset {name_or_path!r} not found: tried {path.absolute()} ({where}); "
-            f"set --data-root or ${DATA_ROOT_ENV} to the folder holding scifact/ and chroma_chunking/"
-        )
-    return path
+        if not path.exists():
+            raise DatasetError(f"dataset {name_or_path!r} not found: tried {path.absolute()} (path); "
+                               f"give a dataset folder, or a preset name ({', '.join(sorted(PRESETS))})")
+        return path
+    folder = PRESETS[name_or_path]
+    roots = preset_roots(data_root)
+    for root, _ in roots:
+        if (root / folder).exists():
+            return root / folder
+    tried = "; ".join(f"{(root / folder).absolute()} ({how})" for root, how in roots)
+    raise DatasetError(
+        f"dataset {name_or_path!r} not found: tried {tried}. "
+        f"Put its {folder}/ folder {'in one of those places' if len(roots) > 1 else 'there'}, "
+        f"or set ${DATA_ROOT_ENV} (or --data-root) to the folder that holds {folder}/"
+        + (" (SciFact is not shipped with ragindex: its licence is CC BY-NC)" if name_or_path == "scifact" else "")
+    )
 
 
 def load(name_or_path: str, data_root: Path | None = None) -> Dataset:

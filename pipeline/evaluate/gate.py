@@ -22,11 +22,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragindex.embedder import model_identity
+from ragindex.embedders.local import model_identity
+from ragindex.embedders.registry import EmbedderConfig
 from ragindex.evaluate import datasets
+from ragindex.evaluate.metrics import paired_bootstrap_ci
 from ragindex.evaluate.runner import EvalResult, evaluate
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path
 from ragindex.fsutil import atomic_write_text
+from ragindex.project import baselines_root
+from ragindex.schemas import SchemaError, SchemaRegistry
+from ragindex.schemas.chunker import parse_ref
+from ragindex.schemas.registry import DEFAULT_SCHEMA
+from ragindex.search.hybrid import DEFAULT_HYBRID
+from ragindex.search.searcher import DEFAULT_MODE
 
 BASELINES_ENV = "RAGINDEX_BASELINES"
 GATED = ("default@1", "recursive-250@1", "recursive-200@1", "token-250-125@1", "token-200@1")
@@ -45,8 +53,6 @@ def parse_config(name: str) -> tuple[str, str]:
 
 def default_configuration() -> tuple[str, str]:
     """What users get: the default schema and the default search mode."""
-    from ragindex.schemas.registry import DEFAULT_SCHEMA
-    from ragindex.search import DEFAULT_MODE
 
     return DEFAULT_SCHEMA, DEFAULT_MODE
 GATE_DATASET = "chroma"
@@ -57,7 +63,6 @@ LOSERS = 5
 
 def baselines_dir(path: Path | None = None, write: bool = False) -> Path:
     """``path``, else the project's baselines, else the ones shipped with ragindex (read-only: ``write`` refuses)."""
-    from ragindex.project import baselines_root
 
     if path:
         return Path(path)
@@ -83,7 +88,6 @@ class GateConfig:
     def embedder_for(self, dataset_key: str) -> CachedEmbedder:
         """One cached embedder per dataset; the model is built on the first cache miss only."""
         if dataset_key not in self._embedders:
-            from ragindex.embedder import EmbedderConfig
 
             key = dataset_key if dataset_key in datasets.PRESETS else "path-" + _slug(dataset_key)
             self._embedders[dataset_key] = CachedEmbedder(
@@ -126,7 +130,6 @@ def compare(before: dict[str, float], after: dict[str, float], tol: dict[str, fl
 def record(ref: str, cfg: GateConfig, dataset: str = GATE_DATASET, k: int = 5, accepted_regression: str | None = None,
            mode: str = "dense") -> dict:
     """Evaluate ``ref`` in ``mode`` and write its baseline, keeping the diff against the one it replaces."""
-    from ragindex.schemas import SchemaRegistry
 
     baselines_dir(cfg.baselines, write=True)  # never into the installed package
     path = baseline_path(ref, cfg.baselines, mode)
@@ -209,7 +212,6 @@ def _add_paired_ci(diff: dict[str, dict], before: dict, after: dict) -> None:
     """95% bootstrap interval of each metric's mean change over the same questions (context, not the verdict)."""
     import numpy as np
 
-    from ragindex.evaluate.metrics import paired_bootstrap_ci
 
     qs = [q for q in after if q in before]
     for m, d in diff.items():
@@ -223,7 +225,6 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
     """Judge one baseline file (see the module docstring)."""
     import time
 
-    from ragindex.schemas import SchemaError, SchemaRegistry
 
     t0 = time.perf_counter()
     base = load_baseline(path)
@@ -269,15 +270,12 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
 
 
 def _hybrid_label() -> str:
-    from ragindex.hybrid import DEFAULT_HYBRID
 
     return DEFAULT_HYBRID.label()
 
 
 def unbaselined(cfg: GateConfig) -> list[Verdict]:
     """New versions of a gated schema must arrive with their own baseline, and so must the default configuration."""
-    from ragindex.schemas import SchemaRegistry
-    from ragindex.schemas.chunker import parse_ref
 
     have = {p.stem for p in baselines_dir(cfg.baselines).glob("*.json")}
     gated_names = {parse_ref(parse_config(r)[0])[0] for r in have}

@@ -14,14 +14,14 @@ import numpy as np
 import pyarrow as pa
 
 from ragindex.chunkers.context import embed_text, lexical_text
-from ragindex.chunking import chunk_documents
 from ragindex.evaluate.datasets import Dataset
 from ragindex.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, doc_scores, span_scores
 from ragindex.evaluate.vectors import CachedEmbedder, EmbedStats
 from ragindex.fsutil import sha256_text
-from ragindex.hybrid import DEFAULT_HYBRID, HybridParams, fuse
-from ragindex.lexical import LexicalIndex, collection_stats, query_terms
-from ragindex.lexical import score as bm25_score
+from ragindex.indexing.chunk import chunk_documents
+from ragindex.search.hybrid import DEFAULT_HYBRID, HybridParams, fuse
+from ragindex.store.lexical import LexicalIndex, collection_stats, query_terms
+from ragindex.store.lexical import score as bm25_score
 
 WHOLE_DOCS = "whole-docs"
 DOC_DEPTH = 100  # documents ranked per question (recall@100 needs 100)

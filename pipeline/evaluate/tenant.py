@@ -6,7 +6,8 @@ from ragindex.evaluate import datasets
 from ragindex.evaluate.metrics import doc_scores, span_scores
 from ragindex.evaluate.runner import DOC_DEPTH, summarize
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path
-from ragindex.index import LoadedGeneration, load_generation
+from ragindex.search.generation import LoadedGeneration, load_generation
+from ragindex.search.hybrid import DEFAULT_HYBRID
 
 
 def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embedder, k: int = 5,
@@ -42,7 +43,6 @@ def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embed
     elif mode == "bm25":
         hits = [gen.search_lexical(q, depth) for q in ds.queries]
     else:
-        from ragindex.hybrid import DEFAULT_HYBRID
 
         hits = [gen.search_hybrid(q, v, depth, DEFAULT_HYBRID) for q, v in zip(ds.queries, qvecs)]
     per_q = {}

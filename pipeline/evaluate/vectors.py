@@ -2,7 +2,7 @@
 
 Evaluating a chunker that changed only partly embeds only the chunk texts it has
 not seen before; queries go through the same cache. The cache is the pipeline's
-own :class:`~pipeline.cache.EmbeddingCache` (one DuckDB file per dataset under
+own :class:`~pipeline.store.cache.EmbeddingCache` (one DuckDB file per dataset under
 ``$RAGINDEX_HOME/eval/<dataset>/``), so its ledger records what each evaluation
 actually paid.
 """
@@ -17,9 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ragindex.cache import EmbeddingCache
 from ragindex.fsutil import sha256_text
-from ragindex.tenants import home
+from ragindex.store.cache import EmbeddingCache
+from ragindex.store.paths import home
 
 COMMIT_EVERY = 1024  # texts per committed batch: a killed run keeps what it embedded
 

@@ -1,0 +1,283 @@
+"""Hosted APIs' limits: settings from the environment, request packing, the token-bucket rate limiter,
+retry-after parsing and the pool of requests in flight (see ``embedders.hosted`` for the guarantees)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ragindex.errors import HostedError, InputTooLong, ModelDrift, QuotaExceeded  # noqa: F401  (raised here; defined with the rest)
+
+PROVIDER = "openai-compatible"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# OpenAI's embedding models: default dimensions and the encoding they count (and bill) tokens in.
+KNOWN_MODELS = {
+    "text-embedding-3-small": {"dim": 1536, "encoding": "cl100k_base"},
+    "text-embedding-3-large": {"dim": 3072, "encoding": "cl100k_base"},
+    "text-embedding-ada-002": {"dim": 1536, "encoding": "cl100k_base"},
+}
+# A handful of plain sentences, embedded on first use and again on every run.
+PROBE_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Retrieval-augmented generation grounds answers in documents.",
+    "A protein folds into a three-dimensional structure.",
+    "Interest rates rose by a quarter of a percentage point.",
+    "Rotate your API keys every ninety days.",
+    "Der Vertrag tritt am ersten Januar in Kraft.",
+    "SELECT count(*) FROM orders WHERE status = 'open';",
+    "She sells sea shells by the sea shore.",
+)
+DRIFT_COSINE = 0.999  # the same model gives the same vectors to float noise; an update moves them far more
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${name} must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class HostedSettings:
+    """How to reach and pace one hosted model. Built from the environment by :meth:`from_env`."""
+
+    model: str
+    base_url: str = DEFAULT_BASE_URL
+    dimensions: int | None = None
+    concurrency: int = 4
+    tpm: int | None = None  # tokens per minute this client may use (None: learn from x-ratelimit headers)
+    rpm: int | None = None
+    timeout_s: float = 60.0
+    max_attempts: int = 8
+    max_inputs: int = 2048
+    max_request_tokens: int = 300_000
+    max_input_tokens: int = 8192
+    epoch: int = 0  # bumped when a drift is accepted: a new key space
+
+    @classmethod
+    def from_env(cls, model: str, dimensions: int | None = None) -> "HostedSettings":
+        base = (os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        return cls(model=model, base_url=base, dimensions=dimensions,
+                   concurrency=_env_int("RAGINDEX_API_CONCURRENCY", 4), tpm=_env_int("RAGINDEX_API_TPM", None),
+                   rpm=_env_int("RAGINDEX_API_RPM", None), timeout_s=float(os.environ.get("RAGINDEX_API_TIMEOUT_S", "60")),
+                   max_attempts=_env_int("RAGINDEX_API_MAX_ATTEMPTS", 8),
+                   max_inputs=_env_int("RAGINDEX_API_MAX_INPUTS", 2048),
+                   max_request_tokens=_env_int("RAGINDEX_API_MAX_REQUEST_TOKENS", 300_000),
+                   max_input_tokens=_env_int("RAGINDEX_API_MAX_INPUT_TOKENS", 8192))
+
+
+# -- pacing -------------------------------------------------------------------------------
+
+
+def parse_duration(value: str | None) -> float | None:
+    """'20ms', '1s', '6m0s', '1h2m3.5s', '0.5' (seconds) -> seconds; None if unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total, matched = 0.0, False
+    for num, unit in re.findall(r"([\d.]+)(ms|h|m|s)", value):
+        matched = True
+        total += float(num) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total if matched else None
+
+
+class RateLimiter:
+    """Token buckets for tokens and requests per minute, shared by all threads.
+
+    Providers enforce a per-minute limit over much shorter windows, so the
+    buckets hold ``burst_s`` seconds of the rate (at least one request), not a
+    minute's worth. Configured limits come from settings; the server's
+    ``x-ratelimit-*`` headers tighten them (a server that says 0 tokens remain
+    for 2 s pauses everyone).
+    """
+
+    def __init__(self, tpm: int | None, rpm: int | None, margin: float = 0.95, burst_s: float = 1.0) -> None:
+        self._lock = threading.Lock()
+        self.tpm = tpm * margin if tpm else None
+        self.rpm = rpm * margin if rpm else None
+        self.burst_s = burst_s
+        self._tokens = self._cap_tokens(0)
+        self._requests = self._cap_requests()
+        self._t = time.monotonic()
+        self._paused_until = 0.0
+        self.waited_s = 0.0
+
+    def _cap_tokens(self, request: int) -> float:
+        return max(self.tpm / 60 * self.burst_s, request) if self.tpm else 0.0
+
+    def _cap_requests(self) -> float:
+        return max(self.rpm / 60 * self.burst_s, 1.0) if self.rpm else 0.0
+
+    def _refill(self, now: float, request: int) -> None:
+        dt = now - self._t
+        self._t = now
+        if self.tpm:
+            self._tokens = min(self._cap_tokens(request), self._tokens + dt * self.tpm / 60)
+        if self.rpm:
+            self._requests = min(self._cap_requests(), self._requests + dt * self.rpm / 60)
+
+    def acquire(self, tokens: int) -> None:
+        """Block until a request of ``tokens`` tokens may be sent."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._refill(now, tokens)
+                need_t = tokens if self.tpm else 0
+                delay = max(self._paused_until - now, 0.0)
+                if self.tpm and self._tokens < need_t:
+                    delay = max(delay, (need_t - self._tokens) / (self.tpm / 60))
+                if self.rpm and self._requests < 1:
+                    delay = max(delay, (1 - self._requests) / (self.rpm / 60))
+                if delay <= 0:
+                    if self.tpm:
+                        self._tokens -= need_t
+                    if self.rpm:
+                        self._requests -= 1
+                    return
+            self.waited_s += delay
+            time.sleep(min(delay, 5.0))
+
+    def observe(self, headers) -> None:
+        """Learn from a response's ``x-ratelimit-*`` headers."""
+        if headers is None:
+            return
+        with self._lock:
+            limit = headers.get("x-ratelimit-limit-tokens")
+            if limit and limit.isdigit() and not self.tpm:
+                self.tpm = int(limit) * 0.95
+                self._tokens = self._cap_tokens(0)
+            remaining, reset = headers.get("x-ratelimit-remaining-tokens"), parse_duration(headers.get("x-ratelimit-reset-tokens"))
+            if remaining is not None and remaining.isdigit() and int(remaining) == 0 and reset:
+                self._paused_until = max(self._paused_until, time.monotonic() + reset)
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One successful request: what it embedded, and what the API billed for it."""
+
+    hashes: list[str]
+    vectors: np.ndarray
+    tokens: list[int]  # planned, per text
+    billed_tokens: int
+    seconds: float
+    attempts: int
+
+
+@dataclass
+class Item:
+    key: str  # text hash
+    text: str
+    tokens: int
+
+
+def pack(items: Sequence[Item], settings: HostedSettings, request_tokens: int | None = None) -> list[list[Item]]:
+    """Requests under the provider's limits (and ``request_tokens``, if smaller), in order.
+
+    InputTooLong names every text over the input limit.
+    """
+    too_long = [it for it in items if it.tokens > settings.max_input_tokens]
+    if too_long:
+        raise InputTooLong(f"{len(too_long)} text(s) exceed {settings.model}'s {settings.max_input_tokens}-token input "
+                           f"limit (largest {max(it.tokens for it in too_long)} tokens; text hashes "
+                           f"{', '.join(it.key[:12] for it in too_long[:5])}); nothing was sent. Use a schema with smaller "
+                           "chunks; hosted inputs are never silently truncated")
+    budget = min(settings.max_request_tokens, request_tokens or settings.max_request_tokens)
+    out: list[list[Item]] = []
+    cur: list[Item] = []
+    cur_tokens = 0
+    for it in items:
+        if cur and (len(cur) >= settings.max_inputs or cur_tokens + it.tokens > budget):
+            out.append(cur)
+            cur, cur_tokens = [], 0
+        cur.append(it)
+        cur_tokens += it.tokens
+    if cur:
+        out.append(cur)
+    return out
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms`` or ``retry-after``), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    return parse_duration(headers.get("retry-after"))
+
+
+def _is_quota(exc: BaseException) -> bool:
+    return getattr(exc, "code", None) == "insufficient_quota" or "insufficient_quota" in str(getattr(exc, "body", "") or "")
+
+
+class RequestPool:
+    """Runs the requests of one embedding job, ``concurrency`` at a time; iterate to get them as they finish.
+
+    Iteration yields each successful request's :class:`Result` in completion
+    order. A request is submitted only when a slot is free, so at most
+    ``concurrency`` requests are ever in flight. If the consumer stops (an error,
+    Ctrl-C, a fatal API error), :meth:`drain` waits for the requests in flight
+    and returns those that succeeded, so their billed vectors can still be saved.
+    """
+
+    def __init__(self, embedder, batches: list[list[Item]]) -> None:
+        self.embedder = embedder
+        self.pending = deque(batches)
+        self.inflight: set[Future] = set()
+        self.pool = ThreadPoolExecutor(max_workers=embedder.settings.concurrency, thread_name_prefix="embed-api")
+        self.requests = len(batches)
+
+    def _fill(self) -> None:
+        while self.pending and len(self.inflight) < self.embedder.settings.concurrency:
+            self.inflight.add(self.pool.submit(self.embedder.send, self.pending.popleft()))
+
+    def __iter__(self) -> Iterator[Result]:
+        try:
+            self._fill()
+            while self.inflight:
+                done, _ = wait(self.inflight, return_when=FIRST_COMPLETED)
+                for f in done:
+                    self.inflight.discard(f)
+                    yield f.result()  # a fatal error surfaces here; the caller then drains
+                    self._fill()
+        finally:
+            if not self.inflight and not self.pending:
+                self.pool.shutdown(wait=False)
+
+    def drain(self) -> list[Result]:
+        """Stop sending; wait for the requests in flight; return the ones that succeeded."""
+        self.pending.clear()
+        out = []
+        for f in list(self.inflight):
+            try:
+                out.append(f.result())
+            except BaseException:  # noqa: BLE001 - a failed request billed nothing
+                continue
+        self.inflight.clear()
+        self.pool.shutdown(wait=True)
+        return out
+
+
+# -- the embedder ---------------------------------------------------------------------------

@@ -1,0 +1,362 @@
+"""One entry point for indexing a tenant: :func:`reindex`, and the stages it runs, in order.
+
+    detect (documents) -> chunk (chunks) -> embed (embeddings) -> commit (tenant_index)
+
+:class:`TenantRun` holds a run's configuration and exposes each stage; the CLI
+and the tests call :func:`reindex` (all stages, one lock), and each Dagster asset
+calls the stage it stands for, so both run the same code with the same budget
+timing. Detect and chunk only read. The tenant's writer (``store.writer``) is
+opened at the first write and held to the end of the run, or held by the caller
+for longer (a Dagster run, across its steps); the budget is checked under it
+before anything is written. A stage
+that finds the live generation moved since detection (another writer came in
+between) detects again under the lock, so nothing is paid twice and no newer
+generation is overwritten with an older view.
+
+A run that finds no change writes nothing and reports ``status: unchanged``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ragindex.fsutil import sha256_text
+from ragindex.indexing.checks import ChecksFailed, Gate, MassDeletion, budget_gate, deletion_gate
+from ragindex.indexing.chunk import StagedChunks, chunk_changes, piece_stage
+from ragindex.indexing.commit import CommitResult, commit, content_versions, epoch_of
+from ragindex.indexing.embed import embed_plan, no_ledger
+from ragindex.indexing.options import RunOptions
+from ragindex.indexing.plan import Budget, BudgetExceeded, Plan, Throughput, make_plan
+from ragindex.indexing.prices import Prices
+from ragindex.indexing.result import Embedded, IndexingResult, resolve, resolve_schema  # noqa: F401  (part of this API)
+from ragindex.ingest.changes import ChangeSet, RunConfig, detect_changes
+from ragindex.search.generation import SegmentCache
+from ragindex.search.searcher import tenant_mode
+from ragindex.store.cache import CacheError, EmbeddingCache
+from ragindex.store.manifests import GenerationError, LiveState, current_id, live_manifest, load_live_state, read_manifest
+from ragindex.store.tenants import TenantSettings, TenantStore
+from ragindex.store.writer import TenantWriter, probe_writer
+
+__all__ = ["Budget", "BudgetExceeded", "ChecksFailed", "Embedded", "Gate", "IndexingResult", "MassDeletion", "TenantRun",
+           "reindex", "resolve", "resolve_schema"]
+
+
+class TenantRun:
+    """One indexing run of one tenant. Use as a context manager; it releases the lock and cache on exit."""
+
+    def __init__(self, store: TenantStore, tenant: str, *, embedder, options: RunOptions | None = None,
+                 writer: TenantWriter | None = None, **overrides) -> None:
+        """``options`` (a :class:`RunOptions`), with any of its fields overridden by keyword.
+
+        ``writer``: the tenant's writer, already held by the caller for longer than this
+        object (a Dagster run holds it across its steps); by default the run opens its
+        own at its first write and holds it to the end.
+        """
+        self.options = o = replace(options or RunOptions(), **overrides)
+        self.store, self.tenant = store, tenant
+        self.paths = store.paths(tenant)
+        self.embedder = self._in_key_space(embedder)
+        embedder = self.embedder
+        src, self.schema = resolve(store, tenant, o.source, o.chunker)
+        self.config = RunConfig(tenant, str(Path(src).absolute()), self.schema.ref, self.schema.chunk_fingerprint(embedder.fingerprint), embedder.name,
+                                embedder.fingerprint, self.schema.spec.tokenizer, epoch_of(embedder))
+        self.prices = o.prices or Prices.load()
+        settings = store.settings(tenant) if store.exists(tenant) else None
+        self.allow_deletions = o.allow_deletions if o.allow_deletions is not None else bool(settings and settings.allow_deletions)
+        # The mode the quality gate scores: the run's, else the tenant's; a tenant being created gets the
+        # mode of the schema this run uses (the default configuration's for the default schema).
+        self.mode = o.mode or tenant_mode(settings if settings else TenantSettings(chunker=self.schema.ref))
+        self.seconds: dict[str, float] = {}
+        self._stack = contextlib.ExitStack()
+        self._cache: EmbeddingCache | None = None
+        self._writer: TenantWriter | None = None  # held from the first write to the end of the run
+        self._held = writer  # a writer the caller holds (and releases)
+        if writer is not None and writer.tenant != tenant:
+            raise ValueError(f"the writer of tenant {writer.tenant!r} cannot write tenant {tenant!r}")
+        self._pieces: tuple[Plan, dict] | None = None  # a clustering chunker's pieces this run embedded: (plan, ledger)
+
+    def __enter__(self) -> "TenantRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+        self._cache = None
+
+    # -- the stages ------------------------------------------------------------
+
+    def live(self) -> LiveState:
+        return load_live_state(self.paths, live_manifest(self.paths)) if self.paths.root.is_dir() else LiveState(None)
+
+    def detect(self) -> ChangeSet:
+        """Stage documents: the change set of the source against the live generation. Reads only."""
+        t0 = time.perf_counter()
+        cs = detect_changes(self.config, self.live(), rescan=self.options.rescan, rebuild=self.options.rebuild, progress=self.options.progress)
+        cs.allow_deletions = self.allow_deletions
+        self.seconds["detect"] = time.perf_counter() - t0
+        return cs
+
+    def chunk(self, changes: ChangeSet) -> StagedChunks:
+        """Stage chunks: the new and changed documents chunked (or their chunks copied). Reads only.
+
+        A schema that cuts on embeddings (``cluster``) needs its pieces' vectors. If
+        the cache holds them all, the chunks are exact; if not, the staged rows are
+        the bound (each piece its own chunk) and the embed stage embeds the pieces
+        first, under the lock and the budget, then chunks again.
+        """
+        t0 = time.perf_counter()
+        if not self.schema.needs_embeddings:
+            staged = chunk_changes(self.paths, changes, self.schema, progress=self.options.progress)
+        else:
+            pieces = piece_stage(changes, self.schema)
+            hashes = list(dict.fromkeys(pieces.rows.column("text_hash").to_pylist()))
+            with self._reading_cache() as cache:
+                have = cache.cached_hashes(self.embedder.fingerprint, hashes) if cache is not None and hashes else set()
+                if len(have) < len(hashes):
+                    staged = chunk_changes(self.paths, changes, self.schema, progress=self.options.progress, bound=True)
+                else:
+                    table = dict(zip(hashes, cache.vectors(self.embedder.fingerprint, hashes, self.embedder.dim))) if hashes else {}
+                    staged = chunk_changes(self.paths, changes, self.schema, progress=self.options.progress,
+                                           vectors=lambda ts: [table[sha256_text(t)] for t in ts])
+            staged.pieces = pieces
+        self.seconds["chunk"] = self.seconds.get("chunk", 0.0) + time.perf_counter() - t0
+        return staged
+
+    def plan(self, staged: StagedChunks) -> Plan:
+        """The exact plan of ``staged`` against the tenant's cache (read-only unless the run holds the lock)."""
+        t0 = time.perf_counter()
+        hashes = list(dict.fromkeys(staged.rows.column("text_hash").to_pylist()))
+        if self._cache is not None:
+            cached = self._cache.cached_hashes(self.embedder.fingerprint, hashes)
+        elif self.paths.cache.exists() and hashes:
+            with EmbeddingCache(self.paths.cache, read_only=True) as cache:
+                cached = cache.cached_hashes(self.embedder.fingerprint, hashes)
+        else:
+            cached = set()
+        plan = make_plan(staged, cached, self.embedder, self.prices, self._throughput())
+        if staged.pieces is not None:
+            pieces = self._pieces[0] if self._pieces is not None else self._piece_plan(staged)
+            plan = plan.with_chunker_embeddings(pieces, exact=not staged.bound)
+        self.seconds["plan"] = self.seconds.get("plan", 0.0) + time.perf_counter() - t0
+        return plan
+
+    def stage(self) -> tuple[StagedChunks, Plan]:
+        """detect -> chunk -> plan: what `ragindex plan` shows. Writes nothing."""
+        staged = self.chunk(self.detect())
+        return staged, self.plan(staged)
+
+    def embed(self, staged: StagedChunks, wait: float = 0.0) -> Embedded:
+        """Stage embeddings: check the budget, then (holding the lock) embed exactly the plan's texts.
+
+        With nothing changed, nothing is opened or written. A tenant that does not
+        exist yet is planned before its directory is created, so over budget it
+        leaves nothing behind; otherwise the lock is taken and the cache opened
+        (once, read-write, writing nothing until the budget passes), the change set
+        re-derived if another writer promoted meanwhile, and the plan made under
+        the lock. The verdict travels in ``Embedded.budget``.
+        """
+        self.allow_deletions = self.allow_deletions or staged.changes.allow_deletions  # said at the documents stage
+        self._adopt(staged)
+        guard = deletion_gate(staged.changes, self.allow_deletions)
+        if not guard.passed:
+            raise MassDeletion(guard.summary)
+        if self._cache is None:
+            if staged.changes.is_noop and current_id(self.paths) == staged.changes.base:
+                plan = self.plan(staged)
+                return Embedded(staged, plan, no_ledger(plan), budget_gate(plan, self.options.budget))
+            if not self.paths.root.is_dir():
+                plan = self.plan(staged)
+                gate = budget_gate(plan, self.options.budget)
+                if not gate.passed:
+                    return Embedded(staged, plan, no_ledger(plan), gate)
+            self._lock(wait)
+        self._accept_drift()
+        staged = self._fresh(staged)
+        if staged.bound:
+            # A clustering chunker: budget the bound, embed the pieces, chunk for real, budget again.
+            plan = self.plan(staged)
+            gate = budget_gate(plan, self.options.budget)
+            if not gate.passed:
+                return Embedded(staged, plan, no_ledger(plan), gate)
+            staged = self._embed_pieces(staged)
+        plan = self.plan(staged)
+        gate = budget_gate(plan, self.options.budget)
+        if not gate.passed:
+            return Embedded(staged, plan, self._with_pieces(no_ledger(plan)), gate)
+        t0 = time.perf_counter()
+        ledger = embed_plan(self._cache, self.embedder, plan, self.prices, progress=self.options.progress)
+        if ledger.get("run_id"):
+            self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
+        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
+        return Embedded(staged, plan, self._with_pieces(ledger), gate)
+
+    def commit(self, embedded: Embedded, wait: float = 0.0) -> IndexingResult:
+        """Stage tenant_index: a new segment and generation from cached vectors, checked, promoted; then
+        merges and gc as their own atomic steps. Raises BudgetExceeded or ChecksFailed."""
+        if not embedded.budget.passed:
+            raise BudgetExceeded(embedded.plan, [embedded.budget.summary])
+        self._adopt(embedded.staged)
+        cs = embedded.staged.changes
+        if self._cache is None and cs.is_noop and current_id(self.paths) == cs.base:
+            return self._unchanged(embedded)
+        self._lock(wait)
+        if self._stale(embedded.staged):
+            # Another writer promoted after this run detected its changes: do it again on top of theirs.
+            paid = embedded.ledger
+            embedded = self.embed(embedded.staged)
+            if not embedded.budget.passed:
+                raise BudgetExceeded(embedded.plan, [embedded.budget.summary])
+            if paid.get("run_id") and not embedded.ledger.get("run_id"):
+                embedded = replace(embedded, ledger=paid)  # what this run paid for in its embeddings step
+            cs = embedded.staged.changes
+        if cs.is_noop:
+            return self._unchanged(embedded)
+        t0 = time.perf_counter()
+        done: CommitResult = commit(self.store, embedded.staged, embedded.plan, embedded.ledger, self._cache, self.embedder,
+                                    quality_tolerance=self.options.quality_tolerance, segments=SegmentCache(), search_mode=self.mode,
+                                    accept_regression=self.options.accept_regression)
+        self.seconds["commit"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        upkeep = self._writer.maintain()
+        self.seconds["maintenance"] = time.perf_counter() - t0
+        return IndexingResult(self.tenant, "promoted", current_id(self.paths), cs.base, embedded.plan, embedded.ledger,
+                              cs.counts(), done.segment.segment if done.segment else None, upkeep,
+                              done.bytes_written + upkeep.bytes_written, cs.skipped, [embedded.budget, *done.gates],
+                              content_versions(cs.docs_digest, cs.config.chunker_fp, self.embedder.fingerprint), dict(self.seconds))
+
+    def run(self, wait: float | None = None) -> IndexingResult:
+        """All stages, in order; the lock is taken at the first write and held to the end.
+
+        Fails at once (TenantBusy) if another writer holds the lock and ``wait`` (default:
+        the options' ``wait``) is 0.
+        """
+        wait = self.options.wait if wait is None else wait
+        with self:
+            if self._held is None:
+                probe_writer(self.store, self.tenant, wait)
+            return self.commit(self.embed(self.chunk(self.detect()), wait), wait)
+
+    def missing_vectors(self, staged: StagedChunks) -> int:
+        """Texts of ``staged`` that still have no vector in the cache (0 after a successful embed stage)."""
+        hashes = list(dict.fromkeys(staged.rows.column("text_hash").to_pylist()))
+        if self._cache is not None:
+            return len(hashes) - len(self._cache.cached_hashes(self.embedder.fingerprint, hashes))
+        if not hashes or not self.paths.cache.exists():
+            return len(hashes)
+        with EmbeddingCache(self.paths.cache, read_only=True) as cache:
+            return len(hashes) - len(cache.cached_hashes(self.embedder.fingerprint, hashes))
+
+    # -- helpers ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading_cache(self):
+        """The run's open cache, or the tenant's cache opened read-only, or None if there is none."""
+        if self._cache is not None:
+            yield self._cache
+        elif self.paths.cache.exists():
+            with EmbeddingCache(self.paths.cache, read_only=True) as cache:
+                yield cache
+        else:
+            yield None
+
+    def _piece_plan(self, staged: StagedChunks) -> Plan:
+        """The exact plan of the pieces a clustering chunker embeds for ``staged``."""
+        hashes = list(dict.fromkeys(staged.pieces.rows.column("text_hash").to_pylist()))
+        with self._reading_cache() as cache:
+            cached = cache.cached_hashes(self.embedder.fingerprint, hashes) if cache is not None and hashes else set()
+        plan = make_plan(staged.pieces, cached, self.embedder, self.prices, self._throughput())
+        return replace(plan, chunker=f"{plan.chunker} pieces")
+
+    def _embed_pieces(self, staged: StagedChunks) -> StagedChunks:
+        """Under the lock: embed a clustering chunker's missing pieces (own ledger row), then chunk exactly."""
+        t0 = time.perf_counter()
+        pieces = self._piece_plan(staged)
+        ledger = embed_plan(self._cache, self.embedder, pieces, self.prices, progress=self.options.progress)
+        if ledger.get("run_id"):
+            self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
+        self._pieces = (pieces, ledger)
+        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
+        return self.chunk(staged.changes)
+
+    def _with_pieces(self, ledger: dict) -> dict:
+        """A run's ledger, with the ledger row of the pieces a clustering chunker embedded first, if any."""
+        if self._pieces is None or not self._pieces[1].get("run_id"):
+            return ledger
+        return {**ledger, "chunker_embeddings": self._pieces[1]}
+
+    def _in_key_space(self, embedder):
+        """A hosted model at the epoch of the tenant's live generation (a local model is itself)."""
+        with_epoch = getattr(embedder, "with_epoch", None)
+        if with_epoch is None or not self.paths.root.is_dir():
+            return embedder
+        try:
+            live = live_manifest(self.paths)
+        except GenerationError:
+            return embedder
+        same_model = live is not None and live.embedder == embedder.name
+        return with_epoch(live.embedder_epoch) if same_model else embedder
+
+    def _accept_drift(self) -> None:
+        """--accept-model-drift: probe now; if the provider's model changed, move to a new key space (epoch)."""
+        if not (self.options.accept_model_drift and hasattr(self.embedder, "check_probe")):
+            return
+        probe = self.embedder.check_probe(self._cache, accept_drift=True)
+        self._use_epoch(probe["epoch"])
+
+    def _use_epoch(self, epoch: int) -> None:
+        if epoch != epoch_of(self.embedder):
+            self.embedder = self.embedder.with_epoch(epoch)
+            self.config = replace(self.config, embedder_fp=self.embedder.fingerprint, embedder_epoch=epoch,
+                                  chunker_fp=self.schema.chunk_fingerprint(self.embedder.fingerprint))
+
+    def _adopt(self, staged: StagedChunks) -> None:
+        """A step after the one that accepted a drift: continue in the key space that step chose."""
+        cfg = staged.changes.config
+        if hasattr(self.embedder, "with_epoch") and cfg.embedder == self.embedder.name:
+            self._use_epoch(cfg.embedder_epoch)
+
+    def _throughput(self) -> Throughput:
+        return Throughput(self.store.root)
+
+    def _lock(self, wait: float) -> None:
+        """Open the run's TenantWriter (held to the end of the run) and the cache, once."""
+        if self._cache is not None:
+            return
+        self._writer = self._held or self._stack.enter_context(TenantWriter(self.store, self.tenant, wait=wait, create=True))
+        paths = self._writer.paths
+        stored = self.store.stored_settings(self.tenant)
+        if stored.source is None:
+            # A tenant made by its first reindex (or registered without a source) remembers where its documents are.
+            self._writer.save_settings(replace(stored, source=self.config.source))
+        live = live_manifest(paths)
+        if live is not None and live.segments and not paths.cache.exists():
+            # Every vector is still in the segments: refill the cache from them rather than pay again.
+            raise CacheError(f"{paths.cache} is missing, but generation {live.generation} holds {live.chunks} vectors; "
+                              f"run `ragindex verify --tenant {self.tenant} --repair` to refill the cache from them "
+                              "(re-embedding would pay for every text again)")
+        self._cache = self._stack.enter_context(EmbeddingCache(paths.cache))
+
+    def _stale(self, staged: StagedChunks) -> bool:
+        return current_id(self.paths) != staged.changes.base or staged.changes.config != self.config
+
+    def _fresh(self, staged: StagedChunks) -> StagedChunks:
+        return self.chunk(self.detect()) if self._stale(staged) else staged
+
+    def _unchanged(self, embedded: Embedded) -> IndexingResult:
+        cs = embedded.staged.changes
+        versions = read_manifest(self.paths, cs.base).versions if cs.base else {}
+        return IndexingResult(self.tenant, "unchanged", cs.base, cs.base, embedded.plan, embedded.ledger, cs.counts(),
+                              skipped=cs.skipped, gates=[embedded.budget], versions=versions, seconds=dict(self.seconds))
+
+
+def reindex(store: TenantStore, tenant: str, *, embedder, options: RunOptions | None = None, **overrides) -> IndexingResult:
+    """Index one tenant: whatever changed in its source since the live generation, and only that.
+
+    ``options`` / keyword overrides: see :class:`RunOptions`. Raises BudgetExceeded or
+    MassDeletion (nothing changed), ChecksFailed (candidate written, live generation
+    unchanged), TenantBusy (another writer holds the lock).
+    """
+    run = TenantRun(store, tenant, embedder=embedder, options=options, **overrides)
+    return run.run()

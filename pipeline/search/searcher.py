@@ -1,0 +1,122 @@
+"""search(tenant, query): that tenant's CURRENT generation only, every segment, deleted rows skipped."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ragindex.schemas.registry import DEFAULT_SCHEMA
+from ragindex.search.filters import parse as parse_filter
+from ragindex.search.generation import LoadedGeneration, SegmentCache, load_generation
+from ragindex.search.hybrid import DEFAULT_HYBRID, MODES
+from ragindex.store.manifests import GenerationError, current_id
+from ragindex.store.tenants import TenantStore
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    score: float
+    doc_id: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    heading_path: tuple[str, ...]
+    generation: str
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["heading_path"] = list(self.heading_path)
+        return d
+
+
+DEFAULT_MODE = "hybrid"  # the default configuration's mode: DEFAULT_SCHEMA searched this way
+LEGACY_MODE = "dense"  # what a tenant on any other schema gets without a mode of its own
+
+
+def tenant_mode(settings) -> str:
+    """A tenant's search mode: its own ``mode`` setting, else the default configuration's mode if the
+    tenant is on the default schema, else dense. So a tenant pinned to an older schema keeps the mode it
+    was searched with when the default changes, until it migrates (``ragindex migrate --mode``)."""
+    if settings is not None and settings.mode:
+        return settings.mode
+    return DEFAULT_MODE if settings is not None and settings.chunker == DEFAULT_SCHEMA else LEGACY_MODE
+
+
+class Searcher:
+    """Searches tenants; keeps each tenant's live generation loaded and follows CURRENT.
+
+    Every call reads the tenant's CURRENT pointer (one tiny file); when a reindex
+    or a rollback has moved it, the new generation is opened and swapped in, so a
+    long-running process picks up promotions without a restart. Segments are
+    shared between generations, so the swap loads only the segments that are new.
+    """
+
+    def __init__(self, store: TenantStore, embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self._loaded: dict[str, LoadedGeneration] = {}
+        self._segments = SegmentCache()
+        self._lock = threading.Lock()
+
+    def generation(self, tenant: str) -> LoadedGeneration:
+        paths = self.store.require(tenant)
+        gen = current_id(paths)
+        if gen is None:
+            raise GenerationError(f"tenant {tenant!r} has no index yet; run `ragindex reindex --tenant {tenant}`")
+        with self._lock:
+            loaded = self._loaded.get(tenant)
+            if loaded is None or loaded.gen_id != gen:
+                loaded = load_generation(paths, gen, self._segments)
+                self._loaded[tenant] = loaded
+                self._segments.keep(paths, {r.id for r in loaded.manifest.segments})
+        return loaded
+
+    def embedder_for(self, gen: LoadedGeneration):
+        """The embedder in the generation's key space (a hosted model's epoch; a local model is itself)."""
+        with_epoch = getattr(self.embedder, "with_epoch", None)
+        return with_epoch(gen.manifest.embedder_epoch) if with_epoch else self.embedder
+
+    def mode_for(self, tenant: str, mode: str | None) -> str:
+        """The explicit mode, else the tenant's (:func:`tenant_mode`)."""
+        if mode is None:
+            mode = tenant_mode(self.store.settings(tenant))
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        return mode
+
+    def search(self, tenant: str, query: str, k: int = 5, mode: str | None = None, filter: dict | str | None = None) -> list[Hit]:
+        """The ``k`` best chunks of the tenant's live generation for ``query`` (``mode``: dense, bm25 or hybrid),
+        among the chunks whose document matches ``filter`` (pipeline.search.filters), if given."""
+        return self.search_many(tenant, [query], k, mode, filter)[0]
+
+    def search_many(self, tenant: str, queries: list[str], k: int = 5, mode: str | None = None,
+                    filter: dict | str | None = None) -> list[list[Hit]]:
+        """:meth:`search` for several queries against one generation (dense queries embedded in one batch)."""
+        mode = self.mode_for(tenant, mode)
+        gen = self.generation(tenant)
+        if filter is not None:
+            gen = gen.filtered(parse_filter(filter))
+        embedder = self.embedder_for(gen)
+        if mode != "bm25" and gen.manifest.embedder_fp != embedder.fingerprint:
+            raise GenerationError(
+                f"tenant {tenant!r} was indexed with another embedder ({gen.manifest.embedder}, {gen.manifest.embedder_fp[:12]}); "
+                "search with the same model or reindex the tenant"
+            )
+        if gen.ntotal == 0 or not queries:
+            return [[] for _ in queries]
+        if mode == "bm25":
+            found = [gen.search_lexical(q, k) for q in queries]
+        else:
+            qv = embedder.embed(list(queries)).astype(np.float32)
+            found = gen.search(qv, k) if mode == "dense" else [gen.search_hybrid(q, v, k, DEFAULT_HYBRID) for q, v in zip(queries, qv)]
+        return [[self._hit(gen, rank, c) for rank, c in enumerate(row, start=1)] for row in found]
+
+    @staticmethod
+    def _hit(gen: LoadedGeneration, rank: int, c) -> Hit:
+        r = gen.row(c)
+        return Hit(rank=rank, score=c.score, doc_id=r["doc_id"], chunk_id=r["chunk_id"], start=r["start"], end=r["end"],
+                   text=r["text"], heading_path=tuple(r["heading_path"] or ()), generation=gen.gen_id)

@@ -1,0 +1,1 @@
+"""``ragindex serve``: a warm HTTP search service (FastAPI) over the Python API, with per-tenant keys."""
