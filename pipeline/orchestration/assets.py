@@ -1,14 +1,18 @@
 """The four tenant-partitioned assets: documents -> chunks -> embeddings -> tenant_index.
 
-Each asset calls one stage of :class:`pipeline.reindex.TenantRun`, the same
+Each asset calls one stage of :class:`ragindex.indexing.run.TenantRun`, the same
 stages `ragindex reindex` runs, and hands its result to the next through the
-run's IO manager (Dagster's storage, not the tenant's directory). So documents
-and chunks write nothing to the tenant; embeddings checks the budget before its
-first write and takes the tenant's lock for it; tenant_index takes the lock,
-writes the segment and generation, and promotes only when its blocking checks
-pass. Data versions come from content (the documents digest, the schema and the
-model), so a run that changed nothing reports the versions of the last one and
-nothing downstream goes stale.
+run's IO manager (Dagster's storage, not the tenant's directory). A run holds the
+tenant's writer lock from before its first step to after its last, like every
+other run: the ``writer`` resource (:class:`TenantWriterResource`) takes it when
+the run starts, every step passes it to ``TenantRun(writer=...)``, and all steps
+run in the run's one process (the in-process executor, location.py). So no other
+writer can come in between two steps. documents and chunks write nothing;
+embeddings checks the budget before its first write; tenant_index writes the
+segment and generation, and promotes only when its blocking checks pass. Data
+versions come from content (the documents digest, the schema and the model), so a
+run that changed nothing reports the versions of the last one and nothing
+downstream goes stale.
 """
 
 
@@ -17,30 +21,22 @@ from typing import Optional
 
 import dagster as dg
 
-from ragindex.changes import ChangeSet
-from ragindex.chunking import StagedChunks
-from ragindex.commit import content_versions
-from ragindex.cost import Budget
-from ragindex.faults import fault_point
-from ragindex.gates import ChecksFailed, Gate
-from ragindex.guards import deletion_gate
-from ragindex.locking import probe_lock
+from ragindex._faults import fault_point
+from ragindex.indexing.checks import ChecksFailed, Gate, deletion_gate
+from ragindex.indexing.chunk import StagedChunks
+from ragindex.indexing.commit import content_versions
+from ragindex.indexing.plan import Budget
+from ragindex.indexing.run import Embedded, TenantRun
+from ragindex.ingest.changes import ChangeSet
 from ragindex.orchestration.meta import check_result, markdown, summary_first, typed
-from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource
-from ragindex.reindex import Embedded, TenantRun
+from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource, TenantWriterResource
+from ragindex.store.manifests import GenerationError, live_manifest
 
 # Output(data_version=...) is marked beta; it is how a returned value carries its content version.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*data_version.*")
 
 tenants = dg.DynamicPartitionsDefinition(name="tenants")
 GROUP = "ragindex"
-
-# How long an asset waits for the tenant's writer lock. The first asset fails at once
-# when another writer holds it (as `ragindex reindex` without --wait does). Once a run
-# has started, its later assets queue behind a writer that came in between them (a CLI
-# reindex, say) instead of failing halfway through the run.
-FIRST_ASSET_LOCK_WAIT_S = 0.0
-IN_RUN_LOCK_WAIT_S = 3600.0
 
 
 class DocumentsConfig(dg.Config):
@@ -49,31 +45,29 @@ class DocumentsConfig(dg.Config):
     rescan: bool = False  # read every file, whatever its stat
     rebuild: bool = False  # chunk everything again into one new segment
     allow_deletions: Optional[bool] = None  # default: the tenant's setting (refuse deleting all, or over half)
-    lock_wait_s: float = FIRST_ASSET_LOCK_WAIT_S
 
 
 class EmbeddingsConfig(dg.Config):
     budget_tokens: Optional[int] = None
     max_cost_usd: Optional[float] = None
     accept_model_drift: bool = False  # a hosted model changed behind its name: move to it (everything re-embedded)
-    lock_wait_s: float = IN_RUN_LOCK_WAIT_S
 
 
 class TenantIndexConfig(dg.Config):
     quality_tolerance: float = 0.0  # allowed drop of any eval metric against the live generation
     budget_tokens: Optional[int] = None  # applies if the live generation moved and the run must embed again
     max_cost_usd: Optional[float] = None
-    lock_wait_s: float = IN_RUN_LOCK_WAIT_S
 
 
-def _run(context, store: TenantStoreResource, embedder: EmbedderResource, prices: PricesResource, changes: ChangeSet | None,
-         **kw) -> TenantRun:
-    """The tenant's run, configured like the change set that started it (or from the asset's config)."""
+def _run(context, store: TenantStoreResource, embedder: EmbedderResource, prices: PricesResource, writer: TenantWriterResource,
+         changes: ChangeSet | None, **kw) -> TenantRun:
+    """This step's stage of the tenant's run, under the writer the run holds, configured like the change set
+    that started it (or from the asset's config)."""
     if changes is not None:
         kw.setdefault("source", changes.config.source)
         kw.setdefault("chunker", changes.config.chunker)
-    st = store.get()
-    return TenantRun(st, context.partition_key, embedder=embedder.for_tenant(st, context.partition_key), prices=prices.get(), **kw)
+    st, tenant = store.get(), context.partition_key
+    return TenantRun(st, tenant, embedder=embedder.for_tenant(st, tenant), prices=prices.get(), writer=writer.get(tenant), **kw)
 
 
 def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
@@ -84,10 +78,9 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
                                              description="The run deletes neither every live document nor more than half.")],
               description="What changed in the tenant's source since its live generation (read only where the stat moved).")
     def documents(context: dg.AssetExecutionContext, config: DocumentsConfig, store: TenantStoreResource,
-                  embedder: EmbedderResource, prices: PricesResource):
-        run = _run(context, store, embedder, prices, None, source=config.source, chunker=config.chunker,
+                  embedder: EmbedderResource, prices: PricesResource, writer: TenantWriterResource):
+        run = _run(context, store, embedder, prices, writer, None, source=config.source, chunker=config.chunker,
                    rescan=config.rescan, rebuild=config.rebuild, allow_deletions=config.allow_deletions)
-        probe_lock(run.paths.lock, config.lock_wait_s)
         cs = run.detect()
         c = cs.counts()
         skipped = [{"where": s.where, "reason": s.reason} for s in cs.skipped]
@@ -107,8 +100,8 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
     @dg.asset(partitions_def=tenants, group_name=GROUP, kinds={"python"}, code_version=chunks_code_version,
               description="The new and changed documents cut by the tenant's chunker schema NAME@VERSION.")
     def chunks(context: dg.AssetExecutionContext, documents: ChangeSet, store: TenantStoreResource,
-               embedder: EmbedderResource, prices: PricesResource) -> dg.Output[StagedChunks]:
-        run = _run(context, store, embedder, prices, documents)
+               embedder: EmbedderResource, prices: PricesResource, writer: TenantWriterResource) -> dg.Output[StagedChunks]:
+        run = _run(context, store, embedder, prices, writer, documents)
         staged = run.chunk(documents)
         tokens = staged.rows.column("token_count").to_pylist()
         unique = len(set(staged.rows.column("text_hash").to_pylist()))
@@ -132,11 +125,11 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
                                              description="The plan is within the run's token and money budget.")],
               description="Missing vectors embedded into the tenant's cache, exactly as planned; a ledger row per paying run.")
     def embeddings(context: dg.AssetExecutionContext, config: EmbeddingsConfig, chunks: StagedChunks, store: TenantStoreResource,
-                   embedder: EmbedderResource, prices: PricesResource):
-        fault_point("embeddings-lock")
-        with _run(context, store, embedder, prices, chunks.changes, budget=Budget(config.budget_tokens, config.max_cost_usd),
-                  accept_model_drift=config.accept_model_drift) as run:
-            done = run.embed(chunks, wait=config.lock_wait_s)
+                   embedder: EmbedderResource, prices: PricesResource, writer: TenantWriterResource):
+        fault_point("embeddings-step")  # between two steps of the run, its writer held (tests/reliability/test_concurrency.py)
+        with _run(context, store, embedder, prices, writer, chunks.changes,
+                  budget=Budget(config.budget_tokens, config.max_cost_usd), accept_model_drift=config.accept_model_drift) as run:
+            done = run.embed(chunks)
             missing = run.missing_vectors(done.staged)
         plan, ledger, gate = done.plan, done.ledger, done.budget
         numbers = {
@@ -145,7 +138,8 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
             "tokens_embedded_cl100k": int(ledger["tokens_cl100k"]), "unique_texts": plan.unique_texts,
             "vectors_reused": plan.vectors_reused, "reused_pct": float(round(plan.reused_pct, 2)),
             "duplicate_chunks": plan.duplicates_in_run, "truncated_chunks": plan.truncated_chunks,
-            "planned_cost_usd": float(plan.cost_usd), "actual_cost_usd": float(ledger["cost_usd"]),
+            # None (left out of the metadata) when the model's price is unknown: never a 0.0 that reads as free
+            "planned_cost_usd": plan.usd(float(plan.cost_usd)), "actual_cost_usd": plan.usd(float(ledger["cost_usd"])),
             "est_seconds": float(plan.est_seconds), "embed_seconds": float(ledger["seconds"]),
             "throughput_tokens_per_s": float(ledger["tokens"] / ledger["seconds"]) if ledger["seconds"] else 0.0,
             "vectors_missing": missing,
@@ -157,12 +151,13 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
                      "run_id": ledger.get("run_id") or "(nothing embedded)", **numbers}),
             "hosted_usd": dg.MetadataValue.json(plan.hosted_usd),  # the same tokens at hosted-API prices
             "plan": dg.MetadataValue.json(plan.report()),
-            "ledger": dg.MetadataValue.json(ledger),
+            "ledger": dg.MetadataValue.json(plan.ledger_report(ledger)),
             "summary": markdown(f"embeddings of {context.partition_key} with {plan.embedder} on {plan.device}", [
                 ("texts embedded / planned", f"{numbers['texts_embedded']} / {numbers['texts_planned']}"),
                 ("tokens embedded / planned", f"{numbers['tokens_embedded']:,} / {numbers['tokens_planned']:,}"),
                 ("reused from cache", f"{plan.vectors_reused} ({numbers['reused_pct']}%)"),
-                ("cost actual / planned", f"${numbers['actual_cost_usd']:.3g} / ${numbers['planned_cost_usd']:.3g}"),
+                ("cost actual / planned", f"${numbers['actual_cost_usd']:.3g} / ${numbers['planned_cost_usd']:.3g}"
+                                          if plan.cost_known else "unknown (no price for this model)"),
                 ("throughput", f"{numbers['throughput_tokens_per_s']:,.0f} tok/s"), ("budget", gate.summary)]),
         }))
         yield check_result(gate)  # over budget: nothing was written, and this blocking check stops tenant_index
@@ -176,12 +171,13 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
               ],
               description="A new segment and generation over the previous one's segments, promoted only if its checks pass.")
     def tenant_index(context: dg.AssetExecutionContext, config: TenantIndexConfig, embeddings: Embedded,
-                     store: TenantStoreResource, embedder: EmbedderResource, prices: PricesResource) -> dg.MaterializeResult:
+                     store: TenantStoreResource, embedder: EmbedderResource, prices: PricesResource,
+                     writer: TenantWriterResource) -> dg.MaterializeResult:
         cs = embeddings.staged.changes
         budget = Budget(config.budget_tokens, config.max_cost_usd)
-        with _run(context, store, embedder, prices, cs, budget=budget, quality_tolerance=config.quality_tolerance) as run:
+        with _run(context, store, embedder, prices, writer, cs, budget=budget, quality_tolerance=config.quality_tolerance) as run:
             try:
-                result = run.commit(embeddings, wait=config.lock_wait_s)
+                result = run.commit(embeddings)
                 promoted, failure = result.status == "promoted", None
             except ChecksFailed as exc:
                 result, promoted, failure = None, False, exc  # the failed blocking check(s) fail this step
@@ -219,7 +215,6 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
 
 
 def documents_rows(run: TenantRun) -> int:
-    from ragindex.index import GenerationError, live_manifest
 
     try:
         m = live_manifest(run.paths)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ragindex.reindex import Gate
+from ragindex.indexing.run import Gate
 
 
 def value(v) -> dg.MetadataValue:

@@ -4,14 +4,15 @@
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dagster as dg
 
 from ragindex.orchestration.assets import tenants
 from ragindex.orchestration.resources import SourcesResource, TenantStoreResource
-from ragindex.tenants import TENANT_RE, TenantSettings
+from ragindex.store.paths import TENANT_RE
+from ragindex.store.writer import TenantWriter
 
 
 @dataclass
@@ -76,7 +77,8 @@ def build_sensor(job) -> dg.SensorDefinition:
         changed = [t for t in scan.fingerprints if t in known and seen is not None and seen.get(t) != scan.fingerprints[t]]
         for t in new:
             if not (st.exists(t) and st.settings(t).source):
-                st.save_settings(t, TenantSettings(source=str((sources.path() / t).absolute())))
+                with TenantWriter(st, t, create=True) as w:
+                    w.save_settings(replace(st.stored_settings(t), source=str((sources.path() / t).absolute())))
         requests = [dg.RunRequest(partition_key=t, run_key=f"{t}:{scan.fingerprints[t]}",
                                   tags={"ragindex/trigger": "new-tenant" if t in new else "sources-changed"})
                     for t in new + changed]

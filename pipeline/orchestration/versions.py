@@ -14,7 +14,8 @@ import hashlib
 
 from ragindex.schemas import SchemaError, SchemaRegistry
 from ragindex.schemas.registry import DEFAULT_SCHEMA
-from ragindex.tenants import TenantError, TenantStore
+from ragindex.store.paths import TenantError
+from ragindex.store.tenants import TenantStore
 
 
 def schemas_in_use(store: TenantStore, default: str = DEFAULT_SCHEMA) -> dict[str, str]:
