@@ -1,11 +1,12 @@
 """Chunk invariants of every shipped schema on the real evaluation corpora (DESIGN, "Chunker schemas").
 
-Corpora: the five chunking-study corpora (../shared/data/chroma_chunking/corpora)
-and the whole SciFact corpus (5,183 abstracts; text = title + " " + text). The data
-folder is found next to the repository, or at $RAGINDEX_DATA_ROOT.
+Corpora: the five chunking-study corpora (benchmarks/data/chroma_chunking/corpora, in
+the repository) and every passage record cut from them (tests/support/data.py: ~800
+abstract-sized documents, text = title + " " + text), for what many short documents
+show and five long ones do not.
 
 Determinism: every (schema, corpus) is chunked a second time in another
-interpreter with another hash seed, with a fresh chunker and (SciFact) the
+interpreter with another hash seed, with a fresh chunker and (passages) the
 documents in reverse order, while this process reuses one chunker per schema
 across corpora (tests/chunkers/rechunk.py); the chunks must be identical. The
 second interpreter starts with the module and runs alongside the checks here, so
@@ -33,14 +34,11 @@ from ragindex.chunkers.tokenizers import get_tokenizer
 from ragindex.schemas.chunker import _ADAPTER
 from ragindex.schemas.registry import PACKAGE_DIR, SchemaRegistry
 from tests.chunkers.invariants import spans_digest, violations
-from tests.chunkers.rechunk import read_scifact
+from tests.chunkers.rechunk import read_passages
+from tests.support.data import CHROMA, CORPORA, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("RAGINDEX_DATA_ROOT") or REPO.parent / "shared" / "data")
-CORPORA_DIR = DATA / "chroma_chunking" / "corpora"
-SCIFACT = DATA / "scifact" / "corpus.jsonl"
-CHROMA_CORPORA = ("chatlogs", "finance", "pubmed", "state_of_the_union", "wikitexts")
-SCIFACT_DOCS = 5183
+CORPORA_DIR = CHROMA / "corpora"
+CHROMA_CORPORA = CORPORA
 
 SCHEMAS = SchemaRegistry(PACKAGE_DIR).files()  # the shipped schemas, whatever $RAGINDEX_SCHEMAS says
 REFS = sorted(SCHEMAS)
@@ -48,7 +46,7 @@ REFS = sorted(SCHEMAS)
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.fail(f"evaluation data missing: {path} (expected ../shared/data beside the repo, or set RAGINDEX_DATA_ROOT)")
+        pytest.fail(f"evaluation data missing: {path} (the repository carries it in benchmarks/data/chroma_chunking)")
     return path
 
 
@@ -72,7 +70,7 @@ class _Rerun:
         self._err = tempfile.TemporaryFile(mode="w+")
         env = {**os.environ, "PYTHONHASHSEED": "4242", "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.chunkers.rechunk", str(DATA), *keys],
+            [sys.executable, "-m", "tests.chunkers.rechunk", *keys],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self._err, text=True,
         )  # fmt: skip
         self.digests: dict[str, str] = {}
@@ -101,14 +99,13 @@ class _Rerun:
 def rerun(request):
     """Started once for the module, for the selected (schema, corpus) pairs in run order."""
     _require(CORPORA_DIR)
-    _require(SCIFACT)
     keys = []
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if getattr(item, "originalname", None) == "test_chroma_corpus_invariants":
             keys.append(f"{params['ref']}/{params['corpus']}")
-        elif getattr(item, "originalname", None) == "test_scifact_invariants":
-            keys.append(f"{params['ref']}/scifact")
+        elif getattr(item, "originalname", None) == "test_passage_invariants":
+            keys.append(f"{params['ref']}/passages")
     proc = _Rerun(keys)
     yield proc
     proc.close()
@@ -136,30 +133,30 @@ def test_chroma_corpus_invariants(ref, corpus, chroma_texts, rerun):
     )
 
 
-# --------------------------------------------------------------------------- SciFact, whole corpus
+# --------------------------------------------------------------------------- many short documents
 
 
 @pytest.fixture(scope="module")
-def scifact() -> list[tuple[str, str]]:
-    docs = read_scifact(_require(SCIFACT))
-    assert len(docs) == SCIFACT_DOCS, f"expected the whole SciFact corpus, found {len(docs)} documents"
+def passages() -> list[tuple[str, str]]:
+    docs = read_passages()
+    assert len(docs) > 800, f"expected every passage record, found {len(docs)} documents"
     return docs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ref", REFS)
-def test_scifact_invariants(ref, scifact, rerun):
+def test_passage_invariants(ref, passages, rerun):
     spec = SCHEMAS[ref].spec
     chunker = _shared_chunker(ref)
-    per_doc = [chunker.chunk(text) for _, text in scifact]
+    per_doc = [chunker.chunk(text) for _, text in passages]
     bad = []
-    for (doc_id, text), spans in zip(scifact, per_doc):
+    for (doc_id, text), spans in zip(passages, per_doc):
         problems = violations(text, spans, spec, limit=3)
         if problems:
             bad.append(f"doc {doc_id}: " + "; ".join(problems))
-    assert not bad, f"{ref}: {len(bad)} of {len(scifact)} SciFact documents break invariants:\n  " + "\n  ".join(bad[:10])
-    assert spans_digest(per_doc) == rerun.digest(ref, "scifact"), (
-        f"{ref}: another process (other hash seed, reverse document order) chunks SciFact differently"
+    assert not bad, f"{ref}: {len(bad)} of {len(passages)} passages break invariants:\n  " + "\n  ".join(bad[:10])
+    assert spans_digest(per_doc) == rerun.digest(ref, "passages"), (
+        f"{ref}: another process (other hash seed, reverse document order) chunks the passages differently"
     )
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ragindex.cli import main
 from ragindex.evaluate.compare import bootstrap_ci, compare, published_rows
-from tests.conftest import DATA
+from tests.support.data import CHROMA, REPO
 
 
 def _baseline(schema: str, scores: dict[str, float], **extra) -> dict:
@@ -41,9 +41,12 @@ def test_different_datasets_are_refused():
         compare(a, b)
 
 
-def test_published_rows_are_read_from_the_data_root():
-    rows = {r["label"]: r for r in published_rows(DATA)}
+def test_published_rows_are_read_from_the_data_root(tmp_path, monkeypatch):
+    rows = {r["label"]: r for r in published_rows(CHROMA.parent)}
     assert len(rows) == 8
+    monkeypatch.setenv("RAGINDEX_PROJECT", str(REPO))  # no root given: found where the chroma preset is
+    assert published_rows() == list(rows.values())
+    assert published_rows(tmp_path) == []  # a root given is the only place looked at
     assert rows["published Recursive 200/0"]["recall"] == pytest.approx(0.757)
     assert rows["published Cluster 200/0"]["iou"] == pytest.approx(0.072)
 

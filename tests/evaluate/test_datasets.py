@@ -9,15 +9,50 @@ from click.testing import CliRunner
 
 from ragindex.cli import main
 from ragindex.evaluate import datasets
-from tests.conftest import DATA, write_jsonl
+from tests.support.data import CHROMA, REPO, write_jsonl
 
 
-def test_presets_load_real_data():
+def test_the_chroma_preset_is_the_projects_own_copy(monkeypatch):
+    monkeypatch.setenv("RAGINDEX_PROJECT", str(REPO))
+    assert datasets.resolve("chroma") == REPO / "benchmarks" / "data" / "chroma_chunking"
     chroma = datasets.load("chroma")
     assert chroma.kind == "spans" and len(chroma.query_ids) == 472 and len(chroma.doc_ids) == 5
     assert sum(len(v) for v in chroma.spans.values()) == 790
-    sci = datasets.load("scifact")
-    assert sci.kind == "docs" and len(sci.doc_ids) == 5183 and len(sci.query_ids) == 300
+
+
+def test_a_preset_is_looked_up_per_folder_env_then_project_then_beside_it(tmp_path, monkeypatch):
+    project = tmp_path / "proj"
+    own, beside = project / "benchmarks" / "data", tmp_path / "shared" / "data"
+    for root in (own, beside):
+        (root / "chroma_chunking").mkdir(parents=True)
+    (beside / "scifact").mkdir()
+    monkeypatch.setenv("RAGINDEX_PROJECT", str(project))
+    assert datasets.resolve("chroma") == own / "chroma_chunking"  # the project's copy first
+    assert datasets.resolve("scifact") == beside.resolve() / "scifact"  # what it lacks, from beside it
+    (own / "chroma_chunking").rmdir()
+    assert datasets.resolve("chroma") == beside.resolve() / "chroma_chunking"
+    monkeypatch.setenv("RAGINDEX_DATA_ROOT", str(own))  # set: the only place looked at
+    with pytest.raises(datasets.DatasetError, match="RAGINDEX_DATA_ROOT"):
+        datasets.resolve("chroma")
+
+
+def test_scifact_is_optional_and_its_absence_says_where_it_looked(tmp_path, monkeypatch):
+    """SciFact (CC BY-NC) is never in the repository: with the data root empty it is a clear error."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("RAGINDEX_DATA_ROOT", str(empty))
+    monkeypatch.setenv("RAGINDEX_PROJECT", str(tmp_path))
+    with pytest.raises(datasets.DatasetError) as exc:
+        datasets.resolve("scifact")
+    msg = str(exc.value)
+    assert str(empty / "scifact") in msg and "RAGINDEX_DATA_ROOT" in msg and "not shipped" in msg
+    res = CliRunner().invoke(main, ["--model", "hash", "eval", "--dataset", "scifact"])
+    assert res.exit_code == 1 and str(empty / "scifact") in res.output and "RAGINDEX_DATA_ROOT" in res.output
+    assert "Traceback" not in res.output
+    monkeypatch.delenv("RAGINDEX_DATA_ROOT")  # unset: the project's benchmarks/data, then ../shared/data
+    with pytest.raises(datasets.DatasetError) as exc:
+        datasets.resolve("scifact")
+    assert str(tmp_path / "benchmarks" / "data" / "scifact") in str(exc.value) and "beside the project" in str(exc.value)
 
 
 def test_chroma_offsets_are_code_points():
@@ -25,7 +60,7 @@ def test_chroma_offsets_are_code_points():
 
     ds = datasets.load("chroma")
     text = dict(zip(ds.doc_ids, ds.texts))
-    with open(DATA / "chroma_chunking" / "questions_df.csv", encoding="utf-8", newline="") as f:
+    with open(CHROMA / "questions_df.csv", encoding="utf-8", newline="") as f:
         for i, row in enumerate(csv.DictReader(f)):
             for ref, span in zip(json.loads(row["references"]), ds.spans[f"q{i:04d}"]):
                 assert text[span.doc_id][span.start : span.end] == ref["content"]
@@ -33,8 +68,8 @@ def test_chroma_offsets_are_code_points():
 
 def test_missing_dataset_names_the_path_tried(tmp_path, monkeypatch):
     monkeypatch.setenv("RAGINDEX_DATA_ROOT", str(tmp_path / "nowhere"))
-    with pytest.raises(datasets.DatasetError, match=str(tmp_path / "nowhere" / "scifact")):
-        datasets.load("scifact")
+    with pytest.raises(datasets.DatasetError, match=str(tmp_path / "nowhere" / "chroma_chunking")):
+        datasets.load("chroma")
     res = CliRunner().invoke(main, ["eval", "--dataset", "chroma"])
     assert res.exit_code == 1 and str(tmp_path / "nowhere" / "chroma_chunking") in res.output
     res = CliRunner().invoke(main, ["eval", "run", "--dataset", str(tmp_path / "nope")])
@@ -42,7 +77,7 @@ def test_missing_dataset_names_the_path_tried(tmp_path, monkeypatch):
 
 
 def test_data_root_option_overrides(tmp_path):
-    ds = datasets.load("chroma", data_root=DATA)
+    ds = datasets.load("chroma", data_root=CHROMA.parent)
     assert ds.name == "chroma"
     with pytest.raises(datasets.DatasetError, match="tried"):
         datasets.load("chroma", data_root=tmp_path)

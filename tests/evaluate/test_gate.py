@@ -1,6 +1,6 @@
 """The regression gate with the real model: planted regressions fail with a readable diff; a no-op passes unembedded.
 
-All tests share one eval cache (module-scoped $RAGINDEX_HOME), so the evidence
+All tests share one eval cache (module-scoped $RAGINDEX_HOME), so the span
 set's queries and the baseline's chunks are embedded once per module.
 """
 
@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from ragindex.cli import main
 from ragindex.schemas.registry import PACKAGE_DIR
-from tests.evaluate.evidence import write_evidence_set
+from tests.support.data import write_span_set
 
 REF = "recursive-250@1"
 
@@ -23,7 +23,7 @@ REF = "recursive-250@1"
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
-    return {"home": root / "home", "dataset": write_evidence_set(root / "evidence")}
+    return {"home": root / "home", "dataset": write_span_set(root / "evidence")}
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def diff(gate, *extra):
 
 def no_model(monkeypatch):
     """Make any attempt to build an embedder fail the test."""
-    from ragindex.embedder import EmbedderConfig
+    from ragindex.embedders.registry import EmbedderConfig
 
     def refuse(self):
         raise AssertionError("the gate built an embedder for an unchanged schema")
@@ -63,7 +63,7 @@ def test_baseline_file_holds_what_the_gate_needs(gate):
     assert {"metrics", "dataset_fingerprint", "chunker_fingerprint", "embedder", "noise", "tolerances", "previous",
             "accepted_regression", "per_question"} <= set(b)
     assert b["embedder"]["model"] == "all-MiniLM-L6-v2" and len(b["embedder"]["fingerprint"]) == 64
-    assert b["metrics"]["recall"] > 0.6  # the real model finds SciFact evidence
+    assert b["metrics"]["recall"] > 0.75  # the real model finds the questions' evidence (0.88 measured on the span set)
 
 
 def test_noop_change_passes_without_embedding(gate, monkeypatch):

@@ -11,12 +11,11 @@ from ragindex.evaluate import datasets
 from ragindex.evaluate.gate import GateConfig
 from ragindex.evaluate.runner import chunk_dataset, evaluate
 from ragindex.schemas import SchemaRegistry
-from tests.conftest import write_jsonl
-from tests.evaluate.evidence import write_evidence_set
+from tests.support.data import write_jsonl, write_span_set
 
 
 def test_partly_changed_input_embeds_only_changed_texts(tmp_path):
-    folder = write_evidence_set(tmp_path / "ev", n_docs=20)
+    folder = write_span_set(tmp_path / "ev", n_docs=20)
     schema = SchemaRegistry().get("recursive-250@1")
     cfg = GateConfig(model="hash")
     ds = datasets.load(str(folder))
@@ -24,7 +23,7 @@ def test_partly_changed_input_embeds_only_changed_texts(tmp_path):
     n_unique = len(set(chunk_dataset(ds, schema).texts) | set(ds.queries))
     assert first.embed.embedded == n_unique and set(first.metrics) == {"recall", "precision", "iou", "precision_omega"}
 
-    # Append a paragraph to one abstract (offsets of earlier text stay valid): only its tail chunk is new.
+    # Append a paragraph to one passage (offsets of earlier text stay valid): only its tail chunk is new.
     docs = [json.loads(line) for line in open(folder / "corpus.jsonl", encoding="utf-8")]
     docs[3]["text"] += "\n\nAn added closing paragraph about something else entirely."
     write_jsonl(folder / "corpus.jsonl", docs)
@@ -36,7 +35,7 @@ def test_partly_changed_input_embeds_only_changed_texts(tmp_path):
 
 
 def test_cli_eval_json_and_cache_reuse(tmp_path):
-    folder = write_evidence_set(tmp_path / "ev", n_docs=10)
+    folder = write_span_set(tmp_path / "ev", n_docs=10)
     args = ["--model", "hash", "eval", "--dataset", str(folder), "--chunker", "token-200@1", "-k", "3", "--json"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output

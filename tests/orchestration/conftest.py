@@ -1,22 +1,23 @@
-"""Fixtures for the Dagster tests: two tenants on small real SciFact corpora, an ephemeral instance."""
+"""Fixtures for the Dagster tests: two tenants on small real corpora (chunking-set passages), an ephemeral instance."""
 
 from __future__ import annotations
 
 import dagster as dg
 import pytest
 
-from ragindex.tenants import TenantSettings
-from tests.conftest import scifact_docs, write_jsonl
+from ragindex.store.tenants import TenantSettings
+from tests.support.data import passage_docs, write_jsonl
+from tests.support.tenants import register
 
 
 @pytest.fixture
 def tenants(store, hash_embedder, tmp_path):
-    """acme: SciFact docs 0-29, globex: docs 20-49 (overlapping texts, separate tenants). Returns name -> source."""
-    docs = scifact_docs(50)
+    """acme: passages 0-29, globex: passages 20-49 (overlapping texts, separate tenants). Returns name -> source."""
+    docs = passage_docs(50)
     sources = {}
     for name, part in (("acme", docs[:30]), ("globex", docs[20:50])):
         sources[name] = write_jsonl(tmp_path / f"{name}.jsonl", part)
-        store.save_settings(name, TenantSettings(source=str(sources[name])))
+        register(store, name, TenantSettings(source=str(sources[name])))
     return sources
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
+import ragindex.evaluate.tenant
+import ragindex.indexing.checks
 from ragindex.orchestration.assets import build_assets
-from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource
+from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource, TenantWriterResource
 from ragindex.orchestration.versions import chunker_code_version
 
 
-def resources(store, model: str = "hash") -> dict:
-    return {"store": TenantStoreResource(root=str(store.root)), "embedder": EmbedderResource(model=model),
-            "prices": PricesResource()}
+def resources(store, model: str = "hash", lock_wait_s: float = 0.0) -> dict:
+    st = TenantStoreResource(root=str(store.root))
+    return {"store": st, "writer": TenantWriterResource(store=st, lock_wait_s=lock_wait_s),
+            "embedder": EmbedderResource(model=model), "prices": PricesResource()}
 
 
 def materialize(store, instance, tenant: str, *, model: str = "hash", run_config: dict | None = None,
@@ -34,3 +37,13 @@ def values(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def fake_quality(monkeypatch, live: str) -> None:
+    """The evaluation itself is the evaluation package's (tested there); here only its verdict matters:
+    the live generation scores 0.9, any candidate 0.5. Patched where the quality gate looks it up."""
+    def quality(store, tenant, gen, embedder, **kw):
+        return {"ndcg@10": 0.9 if gen == live else 0.5}
+
+    monkeypatch.setattr(ragindex.evaluate.tenant, "tenant_quality", quality)
+    monkeypatch.setattr(ragindex.indexing.checks, "tenant_quality", quality, raising=False)

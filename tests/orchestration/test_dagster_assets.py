@@ -6,19 +6,23 @@ the real model on a tiny corpus with a real eval set.
 
 from __future__ import annotations
 
-import csv
 import json
+import threading
+import time
 
 import dagster as dg
 import pytest
 
-import ragindex.evaluate.tenant
-from ragindex.cache import EmbeddingCache
-from ragindex.index import current_id, list_generations, load_generation
+from ragindex.orchestration.assets import build_assets
+from ragindex.orchestration.versions import chunker_code_version
 from ragindex.schemas.registry import DEFAULT_SCHEMA
-from ragindex.tenants import TenantSettings
-from tests.conftest import DATA, scifact_docs, write_jsonl
-from tests.orchestration.helpers import checks, materialize, metadata, values
+from ragindex.search.generation import load_generation
+from ragindex.store.cache import EmbeddingCache
+from ragindex.store.manifests import current_id, list_generations
+from ragindex.store.tenants import TenantSettings
+from tests.orchestration.helpers import checks, fake_quality, materialize, metadata, resources, values
+from tests.support.data import chroma_beir, passage_docs, write_beir, write_jsonl
+from tests.support.tenants import register
 
 ALL_CHECKS = {"deletions_within_limit", "budget_respected", "index_consistency", "quality_not_worse"}
 
@@ -83,8 +87,8 @@ def test_over_budget_blocks_the_run_and_keeps_the_live_generation(store, tenants
     live = current_id(paths)
     with EmbeddingCache(paths.cache, read_only=True) as cache:
         vectors = cache.stats()["vectors"]
-    bigger = write_jsonl(tmp_path / "bigger.jsonl", scifact_docs(80)[:30] + scifact_docs(80)[50:80])
-    store.save_settings("acme", TenantSettings(source=str(bigger)))
+    bigger = write_jsonl(tmp_path / "bigger.jsonl", passage_docs(80)[:30] + passage_docs(80)[50:80])
+    register(store, "acme", TenantSettings(source=str(bigger)))
     result = materialize(store, instance, "acme", raise_on_error=False,
                          run_config={"ops": {"embeddings": {"config": {"budget_tokens": 10}}}})
     assert not result.success
@@ -102,11 +106,9 @@ def test_failed_quality_check_blocks_promotion(store, tenants, instance, monkeyp
     materialize(store, instance, "acme")
     paths = store.paths("acme")
     live = current_id(paths)
-    edited = write_jsonl(tmp_path / "acme-edited.jsonl", scifact_docs(31))  # one more document: a real candidate
-    store.save_settings("acme", TenantSettings(source=str(edited), eval_set="scifact"))
-    # The evaluation itself is the evaluation package's (tested there); here only its verdict matters.
-    monkeypatch.setattr(ragindex.evaluate.tenant, "tenant_quality",
-                        lambda store, tenant, gen, embedder, **kw: {"ndcg@10": 0.9 if gen == live else 0.5})
+    edited = write_jsonl(tmp_path / "acme-edited.jsonl", passage_docs(31))  # one more document: a real candidate
+    register(store, "acme", TenantSettings(source=str(edited), eval_set="chroma"))
+    fake_quality(monkeypatch, live)
     result = materialize(store, instance, "acme", raise_on_error=False)
     assert not result.success
     assert checks(result) == {"deletions_within_limit": True, "budget_respected": True, "index_consistency": True,
@@ -117,31 +119,133 @@ def test_failed_quality_check_blocks_promotion(store, tenants, instance, monkeyp
     assert idx["candidate"] in list_generations(paths)  # kept for inspection
 
 
+def test_the_run_takes_the_tenants_writer_once_and_holds_it_through_every_step(store, tenants, instance, monkeypatch):
+    """One TenantWriter for the whole run, entered before the first step: each step runs under it, and
+    any other writer (a probe from another open file, as another process would) is refused at every step."""
+    from ragindex.indexing.run import TenantRun
+    from ragindex.store import locking, writer
+
+    lock = store.paths("acme").lock
+    entered, seen = [], []
+    enter = writer.TenantWriter.__enter__
+    monkeypatch.setattr(writer.TenantWriter, "__enter__", lambda self: entered.append(self.tenant) or enter(self))
+
+    def under_lock(stage):
+        real = getattr(TenantRun, stage)
+
+        def wrapped(self, *a, **kw):
+            with pytest.raises(locking.TenantBusy):
+                locking.probe_lock(lock)  # another writer, now: refused
+            seen.append((stage, locking.held(lock), len(entered)))
+            return real(self, *a, **kw)
+        monkeypatch.setattr(TenantRun, stage, wrapped)
+
+    for stage in ("detect", "chunk", "embed", "commit"):
+        under_lock(stage)
+    result = materialize(store, instance, "acme")
+    assert result.success and values(result, "tenant_index")["promoted"] is True
+    assert seen == [("detect", True, 1), ("chunk", True, 1), ("embed", True, 1), ("commit", True, 1)]
+    assert entered == ["acme"] and not locking.held(lock)  # released when the run ended
+    locking.probe_lock(lock)  # and free for the next writer
+
+
+def test_a_run_for_a_tenant_being_written_fails_at_once_or_waits_with_lock_wait_s(store, tenants, instance):
+    from ragindex.store.writer import TenantWriter
+
+    paths = store.paths("acme")
+    with TenantWriter(store, "acme"):  # another writer (a CLI reindex, say) holds the tenant
+        result = materialize(store, instance, "acme", raise_on_error=False)
+    assert not result.success
+    assert not result.get_asset_materialization_events() and not result.get_asset_check_evaluations()  # no step ran
+    failure = next(e for e in result.all_events if e.event_type_value == "RUN_FAILURE" or e.is_failure)
+    assert "being written by another process" in str(failure.event_specific_data)
+    assert current_id(paths) is None and not paths.cache.exists()  # nothing written
+
+    # lock_wait_s (the run-level `resources.writer.config.lock_wait_s`): the run queues behind the writer.
+    other = TenantWriter(store, "acme").__enter__()
+    threading.Timer(1.0, other.__exit__, (None, None, None)).start()
+    t0 = time.monotonic()
+    result = dg.materialize(build_assets(chunker_code_version(store)), partition_key="acme", instance=instance,
+                            resources=resources(store, lock_wait_s=60.0))
+    assert result.success and time.monotonic() - t0 >= 1.0
+    assert current_id(paths) == values(result, "tenant_index")["generation"]
+
+
+def test_a_new_tenant_over_budget_leaves_nothing_behind_and_one_within_budget_stays(store, instance, hash_embedder,
+                                                                                    tmp_path):
+    """Taking the lock at run start creates the tenant's directory; a first run that writes nothing removes it."""
+    src = write_jsonl(tmp_path / "newco.jsonl", passage_docs(20))
+    instance.add_dynamic_partitions("tenants", ["newco"])
+    paths = store.paths("newco")
+    config = {"ops": {"documents": {"config": {"source": str(src)}}, "embeddings": {"config": {"budget_tokens": 10}}}}
+    result = materialize(store, instance, "newco", raise_on_error=False, run_config=config)
+    assert not result.success and checks(result) == {"deletions_within_limit": True, "budget_respected": False}
+    assert not paths.root.exists()
+    assert not list(store.tenants_dir.glob(".removing-*"))  # moved aside under the lock, then deleted
+    assert "newco" not in store.names()
+
+    config["ops"]["embeddings"]["config"]["budget_tokens"] = 1_000_000
+    result = materialize(store, instance, "newco", run_config=config)
+    assert result.success and current_id(paths) == values(result, "tenant_index")["generation"]
+    assert store.settings("newco").source == str(src.absolute())
+
+
+def test_a_new_tenants_run_that_paid_and_then_failed_keeps_what_it_paid_for(store, instance, hash_embedder, tmp_path,
+                                                                            monkeypatch):
+    import ragindex.indexing.run
+
+    src = write_jsonl(tmp_path / "newco.jsonl", passage_docs(20))
+    instance.add_dynamic_partitions("tenants", ["newco"])
+
+    def crash(*a, **kw):
+        raise OSError("disk full")
+    monkeypatch.setattr(ragindex.indexing.run, "commit", crash)
+    result = materialize(store, instance, "newco", raise_on_error=False,
+                         run_config={"ops": {"documents": {"config": {"source": str(src)}}}})
+    assert not result.success and values(result, "embeddings")["texts_embedded"] > 0
+    paths = store.paths("newco")
+    with EmbeddingCache(paths.cache, read_only=True) as cache:  # kept: the next run reuses every vector
+        assert cache.stats()["vectors"] == values(result, "embeddings")["texts_embedded"]
+    assert current_id(paths) is None
+
+
+def test_the_writer_is_not_taken_again_when_dagster_rebuilds_resources_after_the_run(store, tenants):
+    """execute_job (`dagster job execute`) builds the resources once more after the run: no lock then."""
+    import types
+
+    from ragindex.orchestration.resources import TenantStoreResource, TenantWriterResource
+    from ragindex.store.writer import TenantWriter
+
+    res = TenantWriterResource(store=TenantStoreResource(root=str(store.root)))
+    done = types.SimpleNamespace(dagster_run=dg.DagsterRun(job_name="reindex_tenant", status=dg.DagsterRunStatus.SUCCESS,
+                                                           tags={"dagster/partition": "acme"}))
+    # e.g. a queued CLI reindex took the lock as soon as the run released it
+    with TenantWriter(store, "acme"), res.yield_for_execution(done) as value:
+        assert value is res
+    running = types.SimpleNamespace(dagster_run=dg.DagsterRun(job_name="reindex_tenant", tags={}))
+    with pytest.raises(dg.DagsterInvariantViolationError, match="one tenant partition per run"), \
+            res.yield_for_execution(running):
+        pass
+
+
 def _tiny_eval_set(tmp_path):
-    """The SciFact test queries whose relevant documents are among the first 400, those documents, 10 others."""
-    docs = {d["_id"]: d for d in scifact_docs(400)}
-    with open(DATA / "scifact" / "qrels" / "test.tsv", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t")][1:]
-    rows = [r for r in rows if r[1] in docs][:12]
-    keep = list(dict.fromkeys(r[1] for r in rows)) + [d for d in docs if d not in {r[1] for r in rows}][:10]
-    qids = {r[0] for r in rows}
-    root = tmp_path / "tiny-scifact"
-    (root / "qrels").mkdir(parents=True)
-    write_jsonl(root / "corpus.jsonl", [docs[d] for d in keep])
-    with open(DATA / "scifact" / "queries.jsonl", encoding="utf-8") as f:
-        write_jsonl(root / "queries.jsonl", [q for q in map(json.loads, f) if q["_id"] in qids])
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in rows))
-    return root
+    """Twelve labelled questions whose relevant passages are among the first 400, those passages, and 10 others."""
+    docs = {d["_id"]: d for d in passage_docs(400)}
+    queries, qrels = chroma_beir(list(docs.values()))
+    qids = list(qrels)[:12]
+    relevant = list(dict.fromkeys(d for q in qids for d in qrels[q]))
+    keep = relevant + [d for d in docs if d not in relevant][:10]
+    return write_beir(tmp_path / "tiny-eval", [docs[d] for d in keep], {q: queries[q] for q in qids}, {q: qrels[q] for q in qids})
 
 
 @pytest.mark.slow
 def test_real_model_eval_set(store, tmp_path, model):
     """The real model on a tiny tenant with a real eval set: metrics recorded, second run compared and passed."""
-    from ragindex.cost import Throughput
+    from ragindex.indexing.plan import Throughput
 
     Throughput(store.root).record(model, tokens=100_000, seconds=20.0)  # no calibration run
     root = _tiny_eval_set(tmp_path)
-    store.save_settings("lab", TenantSettings(source=str(root / "corpus.jsonl"), eval_set=str(root)))
+    register(store, "lab", TenantSettings(source=str(root / "corpus.jsonl"), eval_set=str(root)))
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("tenants", ["lab"])
     first = materialize(store, instance, "lab", model="default")
@@ -157,7 +261,7 @@ def test_real_model_eval_set(store, tmp_path, model):
     # compared against the live generation and must score exactly the same.
     tagged = tmp_path / "tagged.jsonl"
     write_jsonl(tagged, [dict(json.loads(line), metadata={"lab": "b"}) for line in (root / "corpus.jsonl").read_text().splitlines()])
-    store.save_settings("lab", TenantSettings(source=str(tagged), eval_set=str(root)))
+    register(store, "lab", TenantSettings(source=str(tagged), eval_set=str(root)))
     second = materialize(store, instance, "lab", model="default")
     idx2 = values(second, "tenant_index")
     assert idx2["eval_status"] == "compared" and idx2["promoted"] is True

@@ -9,11 +9,13 @@ import shutil
 import dagster as dg
 import pytest
 
+import ragindex.instance as reported
 from ragindex.orchestration.location import REINDEX_JOB, build_definitions
 from ragindex.orchestration.resources import SourcesResource, TenantStoreResource
 from ragindex.schemas.registry import DEFAULT_SCHEMA, PACKAGE_DIR
-from ragindex.tenants import TenantSettings
-from tests.conftest import scifact_docs
+from ragindex.store.tenants import TenantSettings
+from tests.support.data import passage_docs
+from tests.support.tenants import register
 
 
 def test_code_location_definitions_load():
@@ -30,7 +32,24 @@ def test_code_location_definitions_load():
     graph = defs.resolve_asset_graph()
     assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
     assert [s.name for s in defs.sensors] == ["tenant_sources"]
-    assert set(defs.resources) >= {"store", "embedder", "prices", "sources"}
+    assert set(defs.resources) >= {"store", "writer", "embedder", "prices", "sources"}
+    # What the CLI reports to the instance (ragindex.instance, which must not import this package) names these.
+    assert set(reported.ASSETS) == {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert reported.CHECK_ASSET == checks
+
+
+def test_every_run_executes_in_one_process_so_the_writer_is_held_across_its_steps(tmp_path):
+    """The job and the UI's ad-hoc materializations run on the in-process executor; one that would spread a
+    run's steps over processes (and so over several lock holders) is refused."""
+    defs = build_definitions(store_root=tmp_path / "home", sources_root=tmp_path / "src", model="hash")
+    assert defs.resolve_job_def(REINDEX_JOB).executor_def.name == "in_process"
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+    retrying = dg.in_process_executor.configured({"retries": {"enabled": {}}})
+    defs = build_definitions(store_root=tmp_path / "home", sources_root=tmp_path / "src", model="hash", executor=retrying)
+    assert defs.resolve_job_def(REINDEX_JOB).executor_def is retrying
+    with pytest.raises(ValueError, match="in-process executor"):
+        build_definitions(store_root=tmp_path / "home", sources_root=tmp_path / "src", model="hash",
+                          executor=dg.multiprocess_executor)
 
 
 def _code_version(store_root) -> str:
@@ -51,7 +70,7 @@ def test_chunks_code_version_changes_with_the_schema(tmp_path, monkeypatch, stor
     edited = _code_version(store.root)
     assert edited != before
     # A tenant pinned to another schema adds it to the set in use ...
-    store.save_settings("acme", TenantSettings(source="x", chunker="recursive-200@1"))
+    register(store, "acme", TenantSettings(source="x", chunker="recursive-200@1"))
     pinned = _code_version(store.root)
     assert pinned not in (before, edited)
     # ... while a new, unused schema file changes nothing.
@@ -75,7 +94,7 @@ def _write_folder(folder, docs):
 
 def test_sensor_adds_new_tenants_and_reruns_only_changed_ones(tmp_path, store):
     sources = tmp_path / "sources"
-    docs = scifact_docs(12)
+    docs = passage_docs(12)
     _write_folder(sources / "acme", docs[:6])
     (sources / "Not A Tenant").mkdir()
     defs = build_definitions(store_root=store.root, sources_root=sources, model="hash")
@@ -101,7 +120,7 @@ def test_sensor_adds_new_tenants_and_reruns_only_changed_ones(tmp_path, store):
 
 def test_sensor_first_tick_treats_registered_tenants_as_baseline(tmp_path, store):
     sources = tmp_path / "sources"
-    _write_folder(sources / "acme", scifact_docs(3))
+    _write_folder(sources / "acme", passage_docs(3))
     defs = build_definitions(store_root=store.root, sources_root=sources, model="hash")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tenants", ["acme"])

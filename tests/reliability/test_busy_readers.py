@@ -10,13 +10,14 @@ import sys
 
 import pytest
 
-from ragindex.reindex import reindex
-from ragindex.tenants import TenantSettings
-from tests.conftest import scifact_docs, write_jsonl
+from ragindex.indexing.run import reindex
+from ragindex.store.tenants import TenantSettings
+from tests.support.data import passage_docs, write_jsonl
+from tests.support.tenants import register
 
 HOLD = """
 import sys, time
-from ragindex.cache import EmbeddingCache
+from ragindex.store.cache import EmbeddingCache
 with EmbeddingCache(sys.argv[1]):  # read-write, as the embed stage of a running reindex holds it
     print("holding", flush=True)
     time.sleep(120)
@@ -27,10 +28,10 @@ DISCARD_ADVICE = ("aside", "delete", "corrupt", "cannot open", "--repair")
 
 @pytest.fixture
 def busy_tenant(store, hash_embedder, tmp_path):
-    src = write_jsonl(tmp_path / "docs.jsonl", scifact_docs(30))
-    store.save_settings("acme", TenantSettings(source=str(src), chunker="recursive-200@1"))
+    src = write_jsonl(tmp_path / "docs.jsonl", passage_docs(30))
+    register(store, "acme", TenantSettings(source=str(src), chunker="recursive-200@1"))
     reindex(store, "acme", embedder=hash_embedder)
-    write_jsonl(src, scifact_docs(40))  # ten new documents: the plan has texts to look up in the cache
+    write_jsonl(src, passage_docs(40))  # ten new documents: the plan has texts to look up in the cache
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store.paths("acme").cache)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "holding"
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
@@ -53,7 +54,7 @@ def test_plan_says_busy_retry_with_the_busy_exit_code(busy_tenant):
 
 def test_a_plan_with_nothing_to_look_up_works_while_the_cache_is_busy(busy_tenant, tmp_path):
     docs = tmp_path / "docs.jsonl"
-    write_jsonl(docs, scifact_docs(30))  # back to what is indexed: nothing new
+    write_jsonl(docs, passage_docs(30))  # back to what is indexed: nothing new
     res = _cli(busy_tenant, "plan", "-t", "acme", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["texts_to_embed"] == 0
@@ -74,8 +75,8 @@ def test_verify_does_not_call_a_busy_cache_corrupt(busy_tenant):
 
 
 def test_once_the_writer_is_gone_the_same_commands_work(store, hash_embedder, tmp_path):
-    src = write_jsonl(tmp_path / "docs.jsonl", scifact_docs(10))
-    store.save_settings("acme", TenantSettings(source=str(src), chunker="recursive-200@1"))
+    src = write_jsonl(tmp_path / "docs.jsonl", passage_docs(10))
+    register(store, "acme", TenantSettings(source=str(src), chunker="recursive-200@1"))
     reindex(store, "acme", embedder=hash_embedder)
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
     assert _cli(env, "plan", "-t", "acme", "--json").returncode == 0

@@ -11,17 +11,18 @@ import sys
 
 import pytest
 
-from ragindex.cache import CacheError, EmbeddingCache
-from ragindex.index import current_id, list_generations
-from ragindex.reindex import reindex
-from ragindex.repair import verify
-from ragindex.search import Searcher
-from tests.conftest import scifact_docs, write_jsonl
+from ragindex.indexing.repair import verify
+from ragindex.indexing.run import reindex
+from ragindex.search.searcher import Searcher
+from ragindex.store.cache import CacheError, EmbeddingCache
+from ragindex.store.manifests import current_id, list_generations
+from tests.support.data import passage_docs, write_jsonl
+from tests.support.tenants import writing
 
 
 @pytest.fixture
 def indexed(store, tmp_path, hash_embedder):
-    src = write_jsonl(tmp_path / "c.jsonl", scifact_docs(80))
+    src = write_jsonl(tmp_path / "c.jsonl", passage_docs(80))
     res = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
     return store.paths("acme"), res, src
 
@@ -32,7 +33,8 @@ def test_corrupt_cache_is_detected_and_refilled_from_the_index(indexed, hash_emb
     with pytest.raises(CacheError, match="cannot open the embedding cache"):
         with EmbeddingCache(paths.cache, read_only=True):
             pass
-    report = verify(paths, repair=True)
+    with writing(paths):
+        report = verify(paths, repair=True)
     assert report["status"] == "repaired" and "restored" in report["repairs"][0]
     calls = list(hash_embedder.calls)
     again = reindex(store, "acme", source=src, chunker="recursive-200@1", embedder=hash_embedder)
@@ -42,12 +44,13 @@ def test_corrupt_cache_is_detected_and_refilled_from_the_index(indexed, hash_emb
 
 def test_corrupt_manifest_falls_back_to_an_intact_generation(indexed, store, hash_embedder, tmp_path):
     paths, first, _ = indexed
-    src2 = write_jsonl(tmp_path / "d.jsonl", scifact_docs(90))
+    src2 = write_jsonl(tmp_path / "d.jsonl", passage_docs(90))
     second = reindex(store, "acme", source=src2, chunker="recursive-200@1", embedder=hash_embedder)
     paths.manifest(second.generation).write_text("{ truncated")
     with pytest.raises(Exception, match="corrupt manifest"):
         Searcher(store, hash_embedder).search("acme", "cancer")
-    report = verify(paths, repair=True)
+    with writing(paths):
+        report = verify(paths, repair=True)
     assert report["status"] == "partly repaired" and report["repaired_current"] == first.generation
     assert report["moved_aside"] == [f"{second.generation}.json.damaged"]
     assert Searcher(store, hash_embedder).search("acme", "cancer")
@@ -77,7 +80,7 @@ def _limit_file_size(limit):
 @pytest.mark.parametrize("limit", [20_000, 200_000, 600_000])
 def test_disk_full_fails_cleanly_and_keeps_the_live_generation(indexed, tmp_path, store, limit):
     paths, first, _ = indexed
-    src = write_jsonl(tmp_path / "big.jsonl", scifact_docs(1500))
+    src = write_jsonl(tmp_path / "big.jsonl", passage_docs(1500))
     env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
     p = subprocess.run([sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(src), "--chunker", "recursive-200@1"],
                        env=env, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(limit))

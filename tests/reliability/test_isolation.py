@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragindex.cli import main
-from tests.conftest import scifact_docs, write_jsonl
+from tests.support.data import passage_docs, write_jsonl
 
-POOL = scifact_docs(60)
+POOL = passage_docs(60)
 names = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,10}", fullmatch=True)
 
 
