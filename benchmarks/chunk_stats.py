@@ -11,10 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ragindex.chunkers import build_chunker  # noqa: E402
+from ragindex.ingest.sources import normalise  # noqa: E402
 from ragindex.schemas import SchemaRegistry  # noqa: E402
-from ragindex.sources import normalise  # noqa: E402
 
-corpora = sorted((REPO.parent / "shared" / "data" / "chroma_chunking" / "corpora").glob("*.md"))
+corpora = sorted((REPO / "benchmarks" / "data" / "chroma_chunking" / "corpora").glob("*.md"))  # carried in the repository
 texts = [normalise(p.read_text(encoding="utf-8")) for p in corpora]
 rows = []
 for ref, sf in SchemaRegistry().files().items():

@@ -27,14 +27,14 @@ from ragindex.evaluate import datasets  # noqa: E402
 from ragindex.evaluate.metrics import bootstrap_se  # noqa: E402
 from ragindex.evaluate.runner import evaluate  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
-from ragindex.hybrid import DEFAULT_HYBRID  # noqa: E402
+from ragindex.search.hybrid import DEFAULT_HYBRID  # noqa: E402
 
 SCHEMAS = ("recursive-200@1", "recursive-200-ctx@1")
 MODES = ("dense", "bm25", "hybrid")
 
 
 def main() -> None:
-    from ragindex.embedder import EmbedderConfig
+    from ragindex.embedders.registry import EmbedderConfig
     from ragindex.schemas import SchemaRegistry
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

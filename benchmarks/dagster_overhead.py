@@ -4,13 +4,15 @@
    DAGSTER_HOME with the repo's dagster.yaml) until the webserver answers
    /server_info. Every process it started is stopped afterwards.
 2. Reindex overhead on the same corpus and embedder, in one process:
-   direct = ``ragindex.reindex.reindex`` (the stages, no Dagster);
-   dagster = ``ragindex.orchestration.run.reindex_in_dagster`` (what `ragindex
-   reindex` does with $DAGSTER_HOME set: the asset job in-process against a sqlite
-   instance, events and metadata recorded). Each on a fresh tenant store ("cold":
-   everything embedded) and then again ("warm": nothing to embed), alternated
-   direct/dagster to spread machine noise. Ratio = dagster / direct wall time.
-3. The same through the CLI as a subprocess (imports included), cold.
+   direct = ``ragindex.indexing.run.reindex`` (the stages, no Dagster);
+   dagster = the ``reindex_tenant`` asset job executed in-process against a sqlite
+   instance (what a UI or sensor run executes: the in-process executor, events and
+   metadata recorded); reported = ``reindex`` then ``ragindex.instance.report_run``
+   (what `ragindex reindex` does with $DAGSTER_HOME set: the library's run, then its
+   materializations and checks reported to the instance). Each on a fresh tenant store
+   ("cold": everything embedded) and then again ("warm": nothing to embed), alternated
+   to spread machine noise. Ratio = dagster (or reported) / direct wall time.
+3. The CLI as a subprocess (imports included), cold, without and with $DAGSTER_HOME.
 
 Usage: python benchmarks/dagster_overhead.py [--docs 400] [--model hash|default] [--real-docs 60]
        [--repeats 2] [--out benchmarks/results/dagster_overhead.json]
@@ -32,12 +34,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.support.data import scifact_docs, write_jsonl  # noqa: E402
-from benchmarks.support.devserver import dagster_dev, fresh_dagster_home  # noqa: E402
-from ragindex.cost import Throughput  # noqa: E402
-from ragindex.embedder import EmbedderConfig  # noqa: E402
-from ragindex.reindex import reindex  # noqa: E402
-from ragindex.tenants import TenantStore  # noqa: E402
+from ragindex.embedders.registry import EmbedderConfig  # noqa: E402
+from ragindex.indexing.plan import Throughput  # noqa: E402
+from ragindex.indexing.run import reindex  # noqa: E402
+from ragindex.store.tenants import TenantStore  # noqa: E402
+from tests.support.data import scifact_docs, write_jsonl  # noqa: E402
+from tests.support.devserver import dagster_dev, fresh_dagster_home  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -53,36 +55,53 @@ def startup_seconds(work: Path) -> float:
         return server.startup_s
 
 
+def _job_run(store: TenantStore, src: Path, model: str, instance) -> None:
+    """The reindex_tenant job for tenant "bench", in-process (the code location's executor)."""
+    from ragindex.orchestration.location import REINDEX_JOB, build_definitions
+
+    if not instance.has_dynamic_partition("tenants", "bench"):
+        instance.add_dynamic_partitions("tenants", ["bench"])
+    job = build_definitions(store_root=store.root, model=model).resolve_job_def(REINDEX_JOB)
+    job.execute_in_process(instance=instance, partition_key="bench",
+                           run_config={"ops": {"documents": {"config": {"source": str(src.absolute())}}},
+                                       "loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+
+
 def in_process(src: Path, model: str, repeats: int, work: Path) -> dict:
     from dagster import DagsterInstance
 
-    from ragindex.orchestration.run import reindex_in_dagster
+    from ragindex.instance import report_run
 
     embedder = EmbedderConfig(model).build()
-    times = {"direct_cold": [], "direct_warm": [], "dagster_cold": [], "dagster_warm": []}
+    ways = ("direct", "dagster", "reported")
+    times = {f"{w}_{phase}": [] for w in ways for phase in ("cold", "warm")}
     for i in range(repeats):
-        for way in ("direct", "dagster"):
+        for way in ways:
             store = TenantStore(work / f"{way}-{i}" / "home")
             Throughput(store.root).record(embedder, 100_000, 1.0 if model == "hash" else 50.0)
-            if way == "dagster":
+            if way != "direct":
                 os.environ["DAGSTER_HOME"] = str(_dagster_home(work / f"{way}-{i}"))
                 instance = DagsterInstance.get()
             for phase in ("cold", "warm"):
                 t0 = time.perf_counter()
-                if way == "direct":
-                    reindex(store, "bench", source=src, embedder=embedder)
+                if way == "dagster":
+                    _job_run(store, src, model, instance)
                 else:
-                    reindex_in_dagster(store, "bench", source=src, model=model, instance=instance)
+                    result = reindex(store, "bench", source=src, embedder=embedder)
+                    if way == "reported":
+                        report_run(result)
                 times[f"{way}_{phase}"].append(time.perf_counter() - t0)
-            if way == "dagster":
+            if way != "direct":
                 instance.dispose()
                 del os.environ["DAGSTER_HOME"]
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
-            "median_s": {k: round(v, 3) for k, v in med.items()},
-            "ratio_cold": round(med["dagster_cold"] / med["direct_cold"], 2),
-            "ratio_warm": round(med["dagster_warm"] / med["direct_warm"], 2),
-            "added_s_cold": round(med["dagster_cold"] - med["direct_cold"], 3)}
+    out = {"seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+           "median_s": {k: round(v, 3) for k, v in med.items()}}
+    for way in ("dagster", "reported"):
+        out[f"{way}_ratio_cold"] = round(med[f"{way}_cold"] / med["direct_cold"], 2)
+        out[f"{way}_ratio_warm"] = round(med[f"{way}_warm"] / med["direct_warm"], 2)
+        out[f"{way}_added_s_cold"] = round(med[f"{way}_cold"] - med["direct_cold"], 3)
+    return out
 
 
 def cli(src: Path, model: str, work: Path) -> dict:

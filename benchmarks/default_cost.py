@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.support.data import DATA, scifact_docs, write_jsonl  # noqa: E402
+from tests.support.data import scifact_docs, shared_data, write_jsonl  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 WORK = REPO / "benchmarks" / ".work" / "default_cost"
@@ -40,15 +40,16 @@ DOCS = 2000
 
 
 def test_queries() -> list[str]:
-    ids = {line.split("\t")[0] for line in (DATA / "scifact" / "qrels" / "test.tsv").read_text().splitlines()[1:]}
-    by_id = {json.loads(line)["_id"]: json.loads(line)["text"] for line in open(DATA / "scifact" / "queries.jsonl", encoding="utf-8")}
+    scifact = shared_data() / "scifact"
+    ids = {line.split("\t")[0] for line in (scifact / "qrels" / "test.tsv").read_text().splitlines()[1:]}
+    by_id = {json.loads(line)["_id"]: json.loads(line)["text"] for line in open(scifact / "queries.jsonl", encoding="utf-8")}
     return [by_id[q] for q in sorted(ids) if q in by_id]
 
 
 def index(name: str, src: Path, schema: str, emb) -> dict:
-    from ragindex.cost import Throughput
-    from ragindex.reindex import reindex
-    from ragindex.tenants import TenantStore
+    from ragindex.indexing.plan import Throughput
+    from ragindex.indexing.run import reindex
+    from ragindex.store.tenants import TenantStore
 
     store = TenantStore(WORK / name)
     Throughput(store.root).get(emb)  # calibrated (or loaded) outside the timing
@@ -60,7 +61,7 @@ def index(name: str, src: Path, schema: str, emb) -> dict:
 
 
 def latency(store, emb, queries: list[str], mode: str) -> dict:
-    from ragindex.search import Searcher
+    from ragindex.search.searcher import Searcher
 
     s = Searcher(store, emb)
     for q in queries[:5]:
@@ -75,9 +76,9 @@ def latency(store, emb, queries: list[str], mode: str) -> dict:
 
 
 def main() -> None:
-    from ragindex.embedder import EmbedderConfig
+    from ragindex.embedders.registry import EmbedderConfig
     from ragindex.schemas.registry import DEFAULT_SCHEMA
-    from ragindex.search import DEFAULT_MODE
+    from ragindex.search.searcher import DEFAULT_MODE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidate", default=DEFAULT_SCHEMA)

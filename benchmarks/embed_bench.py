@@ -1,7 +1,7 @@
 """Embedding cost-control benchmark (issue 3), one run, ratios only.
 
 1. Embed-stage throughput vs raw ``SentenceTransformer.encode`` on the same texts
-   (SciFact chunks from recursive-250@1): ours = ragindex.embedding.embed_missing into
+   (SciFact chunks from recursive-250@1): ours = ragindex.indexing.embed.embed_missing into
    a fresh DuckDB cache (token-budget batches, commits, ledger), raw = encode with
    its defaults (batch_size=32). Alternated A/B/A/B to spread machine noise.
 2. A 1%-edit reindex vs a full reindex of the same tenant: tokens and wall time.
@@ -23,15 +23,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragindex.cache import EmbeddingCache  # noqa: E402
-from ragindex.chunking import chunk_documents  # noqa: E402
-from ragindex.cost import Prices, Throughput, make_plan  # noqa: E402
-from ragindex.documents import load_documents  # noqa: E402
-from ragindex.embedder import EmbedderConfig  # noqa: E402
-from ragindex.embedding import embed_missing  # noqa: E402
-from ragindex.reindex import reindex  # noqa: E402
+from ragindex.embedders.registry import EmbedderConfig  # noqa: E402
+from ragindex.indexing.chunk import chunk_documents  # noqa: E402
+from ragindex.indexing.embed import embed_missing  # noqa: E402
+from ragindex.indexing.plan import Throughput, make_plan  # noqa: E402
+from ragindex.indexing.prices import Prices
+from ragindex.indexing.run import reindex  # noqa: E402
 from ragindex.schemas import SchemaRegistry  # noqa: E402
-from ragindex.tenants import TenantStore  # noqa: E402
+from ragindex.store.cache import EmbeddingCache  # noqa: E402
+from ragindex.store.tenants import TenantStore  # noqa: E402
+from tests.support.documents import load_documents  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -82,11 +83,11 @@ def throughput(work: Path, emb, texts, rounds: int) -> dict:
 
 def _staged(work: Path, schema, emb, texts: list[str]):
     """The texts as the chunk stage would hand them over: one document each, one chunk each."""
-    from ragindex.changes import ChangeSet, DocChange, RunConfig
-    from ragindex.chunking import chunk_changes
     from ragindex.fsutil import sha256_text
-    from ragindex.index import SourceState
-    from ragindex.tenants import TenantPaths
+    from ragindex.indexing.chunk import chunk_changes
+    from ragindex.ingest.changes import ChangeSet, DocChange, RunConfig
+    from ragindex.store.manifests import SourceState
+    from ragindex.store.paths import TenantPaths
 
     cfg = RunConfig("bench", str(work), schema.ref, schema.fingerprint(), emb.name, emb.fingerprint, schema.spec.tokenizer)
     ups = [DocChange(f"t{i}", "new", sha256_text(t), "{}", text=t) for i, t in enumerate(texts)]

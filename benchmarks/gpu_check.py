@@ -39,7 +39,7 @@ def main() -> None:
     a = ap.parse_args()
     from sentence_transformers import SentenceTransformer
 
-    from ragindex.embedder import SentenceTransformerEmbedder
+    from ragindex.embedders.local import SentenceTransformerEmbedder
 
     texts = json.load(open(a.texts))[: a.n]
     res = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "texts": len(texts)}

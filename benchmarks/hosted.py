@@ -1,6 +1,6 @@
 """Hosted embedding under a rate limit (issue 14): ragindex vs LangChain's OpenAIEmbeddings, one fake API.
 
-The fake OpenAI-compatible server of the tests (benchmarks/support/fake_openai.py, real
+The fake OpenAI-compatible server of the tests (tests/support/fake_openai.py, real
 HTTP on localhost) answers every request after 200 ms, enforces a tokens-per-minute
 limit (token bucket, five seconds of burst; 429 with Retry-After past it) and
 answers 20% of requests with a random 429 besides. Both clients embed the same
@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.support.fake_openai import Behaviour, FakeOpenAI  # noqa: E402
+from tests.support.fake_openai import Behaviour, FakeOpenAI  # noqa: E402
 
 DATA = Path(os.environ.get("RAGINDEX_DATA_ROOT", REPO.parent / "shared" / "data")) / "scifact"
 MODEL = "text-embedding-3-small"
@@ -44,9 +44,9 @@ DIMS = 64
 
 
 def corpus(n: int, work: Path) -> tuple[Path, list[str]]:
-    from ragindex.chunking import chunk_documents
-    from ragindex.documents import load_documents
+    from ragindex.indexing.chunk import chunk_documents
     from ragindex.schemas import SchemaRegistry
+    from tests.support.documents import load_documents
 
     src = work / "corpus.jsonl"
     with open(DATA / "corpus.jsonl", encoding="utf-8") as f, open(src, "w", encoding="utf-8") as out:
@@ -74,10 +74,10 @@ def summary(server: FakeOpenAI, wall: float, tpm: int, burst_tokens: float, fail
 
 
 def run_ours(src: Path, work: Path, behaviour: Behaviour, tpm: int) -> tuple[dict, int]:
-    from ragindex.embedder import EmbedderConfig
-    from ragindex.hosted import PROBE_TEXTS
-    from ragindex.reindex import reindex
-    from ragindex.tenants import TenantStore
+    from ragindex.embedders.limits import PROBE_TEXTS
+    from ragindex.embedders.registry import EmbedderConfig
+    from ragindex.indexing.run import reindex
+    from ragindex.store.tenants import TenantStore
 
     with FakeOpenAI(behaviour) as server:
         os.environ.update({"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench-key",

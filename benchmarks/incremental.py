@@ -119,7 +119,7 @@ def written_bytes() -> int:
 
 
 def disk(paths) -> dict[str, int]:
-    from ragindex.generations import disk_usage
+    from ragindex.store.generations import disk_usage
 
     d = disk_usage(paths)
     d["index"] = d["segments"] + d["deletions"] + d["generations"]
@@ -137,7 +137,7 @@ def measure(name: str, fn, paths) -> dict:
            "bytes_accounted": res.bytes_written, "segments": None, "disk": disk(paths),
            "merges": [m["reason"] for m in res.maintenance.merges] if res.maintenance else [],
            "stages_s": {k: round(v, 3) for k, v in res.seconds.items()}}
-    from ragindex.index import live_manifest
+    from ragindex.store.manifests import live_manifest
 
     out["segments"] = len(live_manifest(paths).segments)
     print(f"  {name:<28} {wall:8.2f} s  read {out['files_read']:>7}  chunked {out['docs_chunked']:>7}  "
@@ -146,7 +146,7 @@ def measure(name: str, fn, paths) -> dict:
 
 
 def p50_ms(store, embedder, queries: list[str], k: int = 10) -> float:
-    from ragindex.search import Searcher
+    from ragindex.search.searcher import Searcher
 
     s = Searcher(store, embedder)
     s.search(TENANT, queries[0], k)
@@ -163,8 +163,8 @@ def ann_check(store, embedder, queries: list[str], k: int = 10, deleted_share: f
     live vectors with a random 10% of them filtered out at search time, against exact search."""
     import faiss
 
-    from ragindex import segments
-    from ragindex.search import Searcher
+    from ragindex.search.searcher import Searcher
+    from ragindex.store import segments
 
     gen = Searcher(store, embedder).generation(TENANT)
     vecs = np.concatenate([segments.vectors_of(v.seg.index)[v.mask if v.mask is not None else slice(None)] for v in gen.views])
@@ -191,8 +191,8 @@ def search_stats(store, embedder, queries: list[str], k: int = 10) -> dict:
     """p50/p99 of Searcher.search (query embedding included) and recall@k against exact search."""
     import faiss
 
-    from ragindex.search import Searcher
-    from ragindex.segments import vectors_of
+    from ragindex.search.searcher import Searcher
+    from ragindex.store.segments import vectors_of
 
     s = Searcher(store, embedder)
     s.search(TENANT, queries[0], k)  # load the generation outside the timing
@@ -223,17 +223,18 @@ def search_stats(store, embedder, queries: list[str], k: int = 10) -> dict:
 
 
 def build_embedder(name: str):
-    from ragindex.embedder import EmbedderConfig, HashEmbedder
+    from ragindex.embedders.local import HashEmbedder
+    from ragindex.embedders.registry import EmbedderConfig
 
     return HashEmbedder(dim=384) if name == "hash384" else EmbedderConfig(name).build()
 
 
 def run_scale(scale: str, n_docs: int | None = None, small_runs: int = 20) -> dict:
-    from ragindex.cost import Throughput
-    from ragindex.locking import tenant_lock
-    from ragindex.maintenance import compact
-    from ragindex.reindex import reindex
-    from ragindex.tenants import TenantStore
+    from ragindex.indexing.plan import Throughput
+    from ragindex.indexing.run import reindex
+    from ragindex.store.locking import tenant_lock
+    from ragindex.store.maintenance import compact
+    from ragindex.store.tenants import TenantStore
 
     cfg = SCALES[scale]
     n = n_docs or cfg["docs"]
@@ -242,7 +243,7 @@ def run_scale(scale: str, n_docs: int | None = None, small_runs: int = 20) -> di
     t0 = time.perf_counter()
     corpus = Corpus(work / "docs", n)
     print(f"[{scale}] {n:,} documents written in {time.perf_counter() - t0:.1f} s", flush=True)
-    # A corpus exists before it is indexed: let its files leave the racy window (pipeline.changes.RACY_NS),
+    # A corpus exists before it is indexed: let its files leave the racy window (pipeline.ingest.changes.RACY_NS),
     # or the next run would read them all again. Edited files stay racy, as they are after a real edit.
     time.sleep(2.5)
     store = TenantStore(work / "home")
@@ -272,8 +273,8 @@ def run_scale(scale: str, n_docs: int | None = None, small_runs: int = 20) -> di
         series.append(measure(f"1% edit, run {r + 1}", go, paths))
         series[-1]["search_p50_ms"] = p50_ms(store, emb, queries[:50])
     after_runs = disk(paths)
-    from ragindex.generations import retained
-    from ragindex.index import current_id, read_manifest
+    from ragindex.store.generations import retained
+    from ragindex.store.manifests import current_id, read_manifest
 
     live = current_id(paths)
     live_segs = {s.id for s in read_manifest(paths, live).segments}

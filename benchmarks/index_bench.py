@@ -7,7 +7,7 @@ exist (made by the GPU check; any machine can make them with --make-real, slowly
 (b) synthetic unit vectors for the sizes real data does not reach: a mixture of 1,000
 Gaussian clusters in 384 dimensions, queries drawn from the same mixture.
 
-The index types and parameters are exactly ragindex.segments.choose_index's.
+The index types and parameters are exactly ragindex.store.segments.choose_index's.
 
 Usage: python benchmarks/index_bench.py [--sizes 1000 10000 100000] [--queries 300]
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import faiss  # noqa: E402
 
-from ragindex.index import APPROX_THRESHOLD, HNSW_EF_SEARCH, choose_index  # noqa: E402
+from ragindex.store.manifests import APPROX_THRESHOLD, HNSW_EF_SEARCH, choose_index  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work"
 

@@ -29,10 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragindex.cost import Prices, Throughput  # noqa: E402
-from ragindex.embedder import HashEmbedder  # noqa: E402
-from ragindex.reindex import TenantRun, reindex  # noqa: E402
-from ragindex.tenants import TenantStore  # noqa: E402
+from ragindex.embedders.local import HashEmbedder  # noqa: E402
+from ragindex.indexing.plan import Throughput  # noqa: E402
+from ragindex.indexing.prices import Prices
+from ragindex.indexing.run import TenantRun, reindex  # noqa: E402
+from ragindex.store.tenants import TenantStore  # noqa: E402
 
 
 def make_files(root: Path, n: int) -> None:

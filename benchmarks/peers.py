@@ -58,7 +58,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ragindex.evaluate.metrics import doc_scores  # noqa: E402
-from ragindex.tenants import TenantStore  # noqa: E402
+from ragindex.store.tenants import TenantStore  # noqa: E402
+from tests.support.peers_scenarios import (  # noqa: E402
+    Corpus,
+    Meter,
+    base_corpus,
+    edited,
+    render,
+    rotated_model,
+    stale,
+    with_duplicates,
+)
 
 DATA = Path(os.environ.get("RAGINDEX_DATA_ROOT", REPO.parent / "shared" / "data")) / "scifact"
 WORK = REPO / "benchmarks" / ".work"
@@ -66,8 +76,6 @@ DEPTH = 100  # chunks retrieved per query before ranking documents by their best
 PEER_PACKAGES = ("langchain-core", "langchain-classic", "langchain-community", "langchain-huggingface",
                  "langchain-text-splitters", "llama-index-core", "llama-index-vector-stores-faiss",
                  "llama-index-embeddings-huggingface", "sentence-transformers", "faiss-cpu", "torch")
-
-Corpus = dict[str, str]  # doc id -> text (title + " " + abstract)
 
 
 # ----------------------------------------------------------------------------- data
@@ -88,101 +96,6 @@ def load_scifact() -> tuple[Corpus, dict[str, str], dict[str, dict[str, int]]]:
     return corpus, {q: queries[q] for q in qrels}, qrels
 
 
-def base_corpus(full: Corpus, qrels, n: int) -> tuple[Corpus, list[str]]:
-    """Every document a test query needs, then others in corpus order, up to n; and the unused ids."""
-    needed = {d for rel in qrels.values() for d in rel}
-    ids = [d for d in full if d in needed]
-    ids += [d for d in full if d not in needed][: max(0, n - len(ids))]
-    chosen = set(ids)
-    return {d: full[d] for d in ids}, [d for d in full if d not in chosen]
-
-
-def edited(corpus: Corpus, spare: list[str], full: Corpus, protected: set[str], rng: random.Random) -> tuple[Corpus, dict]:
-    """1% of documents edited (a sentence appended), 0.5% deleted and 0.5% added (never a document a query needs)."""
-    n = len(corpus)
-    free = sorted(set(corpus) - protected)
-    edit = rng.sample(sorted(corpus), max(1, n // 100))
-    delete = rng.sample([d for d in free if d not in edit], max(1, n // 200))
-    add = spare[: max(1, n // 200)]
-    out = dict(corpus)
-    for d in edit:
-        out[d] = out[d] + " This record was revised after publication."
-    for d in delete:
-        del out[d]
-    for d in add:
-        out[d] = full[d]
-    return out, {"edited": len(edit), "deleted": len(delete), "added": len(add)}
-
-
-def with_duplicates(corpus: Corpus, protected: set[str], rng: random.Random) -> tuple[Corpus, dict]:
-    """The same number of documents, 30% of them duplicates: 15% exact copies, 15% with one word changed.
-
-    The originals kept are every document a query needs (``protected``), then others in corpus order.
-    """
-    n = len(corpus)
-    n_dup = (30 * n) // 100
-    ids = [d for d in corpus if d in protected] + [d for d in corpus if d not in protected]
-    keep = ids[: n - n_dup]
-    out = {d: corpus[d] for d in keep}
-    sources = rng.sample(keep, n_dup)
-    for i, src in enumerate(sources):
-        text = corpus[src]
-        if i % 2:  # near-exact: the last word changed
-            words = text.split(" ")
-            words[-1] = "(reprinted)."
-            text = " ".join(words)
-        out[f"dup-{i}-{src}"] = text
-    return out, {"originals": len(keep), "exact_duplicates": (n_dup + 1) // 2, "near_duplicates": n_dup // 2}
-
-
-# ----------------------------------------------------------------------------- models and counting
-
-
-def rotated_model(base: Path, seed: int = 0, root: Path = WORK) -> Path:
-    """all-MiniLM-L6-v2 + a fixed orthogonal rotation (Dense, no bias), saved once under ``root``."""
-    target = root / f"all-MiniLM-L6-v2-rotated-{seed}"
-    if (target / "modules.json").exists():
-        return target
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, Normalize
-
-    model = SentenceTransformer(str(base), device="cpu", local_files_only=True)
-    mods = [m for m in model if type(m).__name__ != "Normalize"]
-    dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
-    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
-    dense = Dense(dim, dim, bias=False, activation_function=torch.nn.Identity())
-    with torch.no_grad():
-        dense.linear.weight.copy_(torch.from_numpy(q.astype(np.float32)))
-    tmp = target.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    SentenceTransformer(modules=[*mods, dense, Normalize()], device="cpu").save(str(tmp))
-    tmp.rename(target)
-    return target
-
-
-class Meter:
-    """Counts what one system sends to its embedding model: texts, and tokens as the model sees them."""
-
-    def __init__(self, tokenizer, max_len: int) -> None:
-        self.tokenizer, self.max_len = tokenizer, max_len
-        self.texts = self.tokens = 0
-        self.seen_by_model: dict[str, set[str]] = collections.defaultdict(set)  # model tag -> texts it embedded
-        self.model = "A"
-
-    def __call__(self, texts) -> None:
-        texts = list(texts)
-        if not texts:
-            return
-        ids = self.tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False)["input_ids"]
-        self.texts += len(texts)
-        self.tokens += sum(min(len(i), self.max_len) for i in ids)
-        self.seen_by_model[self.model].update(texts)
-
-    def reset(self) -> None:
-        self.texts = self.tokens = 0
-
-
 # ----------------------------------------------------------------------------- the three systems
 
 
@@ -192,7 +105,7 @@ class Ours:
     calibration: dict[str, dict] = {}  # model dir -> the one-time throughput calibration, done before timing
 
     def __init__(self, work: Path, meter: Meter) -> None:
-        from ragindex.cost import Prices
+        from ragindex.indexing.prices import Prices
 
         # One store per machine, as in production; "from empty" is a new tenant (its own empty cache).
         self.work, self.meter, self.prices, self.tenant = work, meter, Prices.load(), work.name
@@ -201,8 +114,8 @@ class Ours:
         self.embedders: dict[Path, object] = {}
 
     def configure(self, chunk_size: int, model_dir: Path) -> None:
-        from ragindex.cost import Throughput
-        from ragindex.embedder import SentenceTransformerEmbedder
+        from ragindex.embedders.local import SentenceTransformerEmbedder
+        from ragindex.indexing.plan import Throughput
 
         self.chunker = f"recursive-{chunk_size}@1"  # cl100k tokens, no overlap (schemas/chunkers/)
         if model_dir not in self.embedders:
@@ -219,7 +132,7 @@ class Ours:
         self.embedder = self.embedders[model_dir]
 
     def run(self, corpus: Corpus) -> dict:
-        from ragindex.reindex import reindex
+        from ragindex.indexing.run import reindex
 
         src = self.work / "source.jsonl"
         with open(src, "w", encoding="utf-8") as f:
@@ -231,7 +144,8 @@ class Ours:
         return {"seconds": seconds, "ledger_texts": int(res.ledger["texts"]), "ledger_tokens": int(res.ledger["tokens"])}
 
     def _live(self):
-        from ragindex.index import current_id, load_generation
+        from ragindex.search.generation import load_generation
+        from ragindex.store.manifests import current_id
 
         paths = self.store.paths(self.tenant)
         return load_generation(paths, current_id(paths))
@@ -246,9 +160,9 @@ class Ours:
         return out
 
     def expected(self, corpus: Corpus) -> collections.Counter:
-        from ragindex.chunking import chunk_documents
-        from ragindex.documents import load_documents
+        from ragindex.indexing.chunk import chunk_documents
         from ragindex.schemas import SchemaRegistry
+        from tests.support.documents import load_documents
 
         docs, _ = load_documents(self.work / "source.jsonl")
         chunks = chunk_documents(self.tenant, docs, SchemaRegistry().get(self.chunker))
@@ -436,20 +350,6 @@ SYSTEMS = {"ragindex": Ours, "langchain": LangChain, "llamaindex": LlamaIndex}
 # ----------------------------------------------------------------------------- measuring
 
 
-def stale(system, corpus: Corpus, meter: Meter) -> dict:
-    """Vectors a fresh index of ``corpus`` by this system, with its current settings, would not hold."""
-    have = collections.Counter(system.vectors())
-    want = system.expected(corpus)
-    extra = sum(max(0, n - want.get(k, 0)) for k, n in have.items())
-    old_model = 0
-    if meter.model != "A":  # vectors kept from before the model change: their text was never embedded by the new one
-        fresh = meter.seen_by_model[meter.model]
-        old_model = sum(min(n, want.get(k, 0)) for k, n in have.items() if k[1] not in fresh)
-    missing = sum(max(0, n - have.get(k, 0)) for k, n in want.items())
-    return {"vectors": sum(have.values()), "expected": sum(want.values()), "stale": extra + old_model,
-            "stale_outdated_chunks": extra, "stale_old_model": old_model, "missing": missing}
-
-
 def ndcg(system, qvecs: np.ndarray, query_ids: list[str], qrels) -> float:
     scores = []
     for q, hits in zip(query_ids, system.search(qvecs)):
@@ -472,7 +372,7 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from ragindex.embedder import default_model_dir
+    from ragindex.embedders.local import default_model_dir
 
     torch.set_num_threads(os.cpu_count() or 1)
     rng = random.Random(args.seed)
@@ -480,7 +380,7 @@ def main() -> None:
     corpus, spare = base_corpus(full, qrels, args.docs)
     protected = {d for rel in qrels.values() for d in rel}
     model_a = default_model_dir()
-    model_b = rotated_model(model_a, args.seed)
+    model_b = rotated_model(model_a, args.seed, root=WORK)
     query_ids = list(queries)
     qvecs = {}
     for tag, path in (("A", model_a), ("B", model_b)):
@@ -539,40 +439,6 @@ def _version(package: str) -> str | None:
         return version(package)
     except Exception:
         return None
-
-
-def render(result: dict) -> str:
-    rows = result["rows"]
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    lines = ["| scenario | system | texts embedded | tokens embedded | wall s | stale vectors | vectors / expected | nDCG@10 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['scenario']} | {r['system']} | {r['texts_embedded']:,} | {r['tokens_embedded']:,} | {r['seconds']:.1f} "
-                     f"| {r['stale']:,} | {r['vectors']:,} / {r['expected']:,} | {r['ndcg@10']:.4f} |")
-    if "ragindex" in systems:
-        lines += ["", "Ratios ragindex / peer (texts embedded; wall time). \"0/0\" means neither embedded anything.", "",
-                  "| scenario | " + " | ".join(f"vs {s} texts | vs {s} wall" for s in systems if s != "ragindex") + " |",
-                  "|---|" + "---:|---:|" * (len(systems) - 1)]
-        by = {(r["scenario"], r["system"]): r for r in rows}
-        for sc in dict.fromkeys(r["scenario"] for r in rows):
-            ours = by[(sc, "ragindex")]
-            cells = []
-            for s in systems:
-                if s == "ragindex":
-                    continue
-                peer = by[(sc, s)]
-                cells.append(_ratio(ours["texts_embedded"], peer["texts_embedded"]))
-                cells.append(_ratio(ours["seconds"], peer["seconds"]))
-            lines.append(f"| {sc} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _ratio(a: float, b: float) -> str:
-    if a == 0 and b == 0:
-        return "0/0"
-    if b == 0:
-        return f"{a:,} / 0"
-    return f"{a / b:.2f}"
 
 
 def plot(result: dict, path: Path) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.support.loadtest import search_during_reindex  # noqa: E402
-from ragindex.cost import Throughput  # noqa: E402
-from ragindex.embedder import HashEmbedder  # noqa: E402
-from ragindex.reindex import reindex  # noqa: E402
-from ragindex.tenants import TenantStore  # noqa: E402
+from ragindex.embedders.local import HashEmbedder  # noqa: E402
+from ragindex.indexing.plan import Throughput  # noqa: E402
+from ragindex.indexing.run import reindex  # noqa: E402
+from ragindex.store.tenants import TenantStore  # noqa: E402
+from tests.support.loadtest import search_during_reindex  # noqa: E402
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragindex.embedder import EmbedderConfig  # noqa: E402
+from ragindex.embedders.registry import EmbedderConfig  # noqa: E402
 from ragindex.evaluate import datasets  # noqa: E402
 from ragindex.evaluate.runner import evaluate  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from ragindex.evaluate import datasets  # noqa: E402
 from ragindex.evaluate.runner import chunk_dataset, score, summarize, whole_docs  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
-from ragindex.hybrid import DEFAULT_HYBRID, HybridParams  # noqa: E402
+from ragindex.search.hybrid import DEFAULT_HYBRID, HybridParams  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SCHEMAS = ["default@1", "default@2", "cluster-200@1", "recursive-250@1", "token-200@1"]  # default@2 = recursive 200/0
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--scifact-schemas", default=",".join(SCIFACT_SCHEMAS), help="schemas to evaluate on chunked SciFact")
     ap.add_argument("--out", type=Path, default=RESULTS / "retrieval.json")
     args = ap.parse_args()
-    from ragindex.embedder import EmbedderConfig
+    from ragindex.embedders.registry import EmbedderConfig
     from ragindex.schemas import SchemaRegistry
 
     grid = GRID[:: max(1, len(GRID) // 3)] if args.quick else GRID

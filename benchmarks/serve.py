@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.tenants import register
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -73,9 +75,9 @@ def records(n: int = CHUNKS) -> list[dict]:
 
 def build(home: Path, n: int = CHUNKS) -> dict:
     """Index the tenant (or find it unchanged); returns what the run did."""
-    from ragindex.embedder import EmbedderConfig
-    from ragindex.reindex import reindex
-    from ragindex.tenants import TenantSettings, TenantStore
+    from ragindex.embedders.registry import EmbedderConfig
+    from ragindex.indexing.run import reindex
+    from ragindex.store.tenants import TenantSettings, TenantStore
 
     src = home / "records.jsonl"
     if not src.exists():
@@ -85,7 +87,7 @@ def build(home: Path, n: int = CHUNKS) -> dict:
         tmp.rename(src)
     store = TenantStore(home / "ragindex")
     if not store.exists(TENANT):
-        store.save_settings(TENANT, TenantSettings(source=str(src), chunker=SCHEMA))
+        register(store, TENANT, TenantSettings(source=str(src), chunker=SCHEMA))
     t0 = time.perf_counter()
     res = reindex(store, TENANT, embedder=EmbedderConfig("default").build(), progress=True)
     out = {"status": res.status, "generation": res.generation, "seconds": round(time.perf_counter() - t0, 1),
@@ -153,10 +155,10 @@ def ann_recall(home: Path, port: int, key: str, queries: list[str], k: int = 10)
     """The server's dense top-k against exact search over the generation's own vectors."""
     import faiss
 
-    from ragindex.embedder import EmbedderConfig
-    from ragindex.search import Searcher
-    from ragindex.segments import vectors_of
-    from ragindex.tenants import TenantStore
+    from ragindex.embedders.registry import EmbedderConfig
+    from ragindex.search.searcher import Searcher
+    from ragindex.store.segments import vectors_of
+    from ragindex.store.tenants import TenantStore
 
     emb = EmbedderConfig("default").build()
     gen = Searcher(TenantStore(home / "ragindex"), emb).generation(TENANT)
@@ -201,8 +203,8 @@ def main() -> None:
     built = build(args.home, args.chunks)
     if args.build_only:
         return
-    from ragindex import keys
-    from ragindex.tenants import TenantStore
+    from ragindex.store import keys
+    from ragindex.store.tenants import TenantStore
 
     queries = [json.loads(line)["text"] for line in open(DATA / "queries.jsonl", encoding="utf-8")]
     test_ids = {line.split("\t")[0] for line in open(DATA / "qrels" / "test.tsv", encoding="utf-8").read().splitlines()[1:]}
