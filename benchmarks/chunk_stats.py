@@ -10,15 +10,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragindex.chunkers import build_chunker  # noqa: E402
+from ragindex.chunkers import build_chunker, needs_embeddings  # noqa: E402
+from ragindex.embedders.registry import EmbedderConfig  # noqa: E402
 from ragindex.ingest.sources import normalise  # noqa: E402
 from ragindex.schemas import SchemaRegistry  # noqa: E402
 
 corpora = sorted((REPO / "benchmarks" / "data" / "chroma_chunking" / "corpora").glob("*.md"))  # carried in the repository
 texts = [normalise(p.read_text(encoding="utf-8")) for p in corpora]
 rows = []
+model = None  # the bundled default, loaded only for a schema that cuts on embeddings (cluster)
 for ref, sf in SchemaRegistry().files().items():
-    spans = [s for t in texts for s in build_chunker(sf.spec).chunk(t)]
+    if needs_embeddings(sf.spec):
+        model = model or EmbedderConfig("default").build()
+    chunker = build_chunker(sf.spec, embed=model.embed if needs_embeddings(sf.spec) else None)
+    spans = [s for t in texts for s in chunker.chunk(t)]
     n = len(spans)
     rows.append({"schema": ref, "tokenizer": sf.spec.tokenizer, "chunks": n, "mean_tokens": sum(s.token_count for s in spans) / n,
                  "max_tokens": max(s.token_count for s in spans)})

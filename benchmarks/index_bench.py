@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import faiss  # noqa: E402
 
-from ragindex.store.manifests import APPROX_THRESHOLD, HNSW_EF_SEARCH, choose_index  # noqa: E402
+from ragindex.store.segments import APPROX_THRESHOLD, HNSW_EF_SEARCH, choose_index  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work"
 

@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.tenants import register
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from tests.support.tenants import register  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 DATA = Path(os.environ.get("RAGINDEX_DATA", REPO.parent / "shared" / "data")) / "scifact"
