@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragindex.errors import DatasetError  # noqa: F401  (raised here; defined with the rest)
-from ragindex.project import DATA_ROOT_ENV, data_root, data_roots
+from ragindex.project import DATA_ROOT_ENV, data_roots
 
 PRESETS = {"scifact": "scifact", "chroma": "chroma_chunking"}
 
@@ -73,11 +73,6 @@ class Dataset:
             for sp in self.spans.get(q, []):
                 h.update(f"S\0{sp.doc_id}\0{sp.start}\0{sp.end}\0".encode())
         return h.hexdigest()
-
-
-def default_data_root() -> Path:
-    """The default data root as one folder (``ragindex.project.data_root``); presets are found per folder."""
-    return data_root()
 
 
 def preset_roots(data_root: Path | None = None) -> list[tuple[Path, str]]:

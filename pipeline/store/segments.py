@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -338,7 +337,3 @@ def live_row_mask(docs: pa.Table, deleted_docs: np.ndarray, n_rows: int) -> np.n
         for first, n in zip(firsts, counts):
             mask[first : first + n] = False
     return mask
-
-
-def describe_json(info: SegmentInfo) -> dict:
-    return json.loads(info.model_dump_json())

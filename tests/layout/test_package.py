@@ -96,3 +96,14 @@ def test_the_package_list_is_derived_so_every_subpackage_ships(tmp_path):
     expected = {f"ragindex/{p.relative_to(REPO / 'pipeline').as_posix()}" for p in (REPO / "pipeline").rglob("*.py")}
     assert expected <= names, sorted(expected - names)[:5]
     assert "ragindex/indexing/prices.toml" in names and any(n.startswith("ragindex/schemas/chunkers/") for n in names)
+
+
+def test_the_cli_reaches_tenants_only_through_the_python_api():
+    """Commands that touch a tenant call ragindex.api; they never open its store, run or searcher themselves."""
+    g = graph(top_level_only=False)
+    below = ("ragindex.store", "ragindex.indexing", "ragindex.search", "ragindex.embedders")
+    for name, deps in g.items():
+        if name.startswith("ragindex.cli"):
+            direct = sorted(d for d in deps if d.startswith(below))
+            assert not direct, f"{name} bypasses ragindex.api: {direct}"
+    assert "ragindex.api" in g["ragindex.cli.root"]
