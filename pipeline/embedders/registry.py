@@ -67,7 +67,7 @@ def model_for(store: TenantStore, tenant: str | None, model: str | None = None, 
     if model:
         return EmbedderConfig(model, device, dimensions)
     if tenant and store.exists(tenant):
-        s = store.settings(tenant)
+        s = store.stored_settings(tenant)  # the model is the tenant's setting (only schema and mode come from the live generation)
         if s.model:
             return EmbedderConfig(s.model, device, dimensions or s.dimensions)
     return EmbedderConfig("default", device, dimensions)

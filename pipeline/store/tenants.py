@@ -18,7 +18,7 @@ from pathlib import Path
 from ragindex.fsutil import atomic_write_text
 from ragindex.schemas.registry import DEFAULT_SCHEMA
 from ragindex.store.locking import require_held
-from ragindex.store.manifests import GenerationError, live_manifest
+from ragindex.store.manifests import GenerationError, current_id, read_manifest
 from ragindex.store.paths import TENANT_RE, TenantError, TenantPaths, home, validate_tenant
 
 __all__ = ["TENANT_RE", "TenantError", "TenantPaths", "TenantSettings", "TenantStore", "home", "validate_tenant"]
@@ -44,6 +44,7 @@ class TenantStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else home()
         self.tenants_dir = self.root / "tenants"
+        self._pins: dict[str, tuple[tuple, tuple[str, str]]] = {}  # tenant -> (manifest key, live pin)
 
     def paths(self, tenant: str) -> TenantPaths:
         return TenantPaths(validate_tenant(tenant), self.tenants_dir / tenant)
@@ -90,12 +91,31 @@ class TenantStore:
         if not paths.root.is_dir():
             return stored
         try:
-            live = live_manifest(paths)
+            pin = self._live_pin(paths)
         except GenerationError:
             return stored  # verify --repair fixes CURRENT; until then the last recorded pin stands
-        if live is None:
+        if pin is None:
             return stored
-        return replace(stored, chunker=live.chunker, mode=live.search_mode)
+        return replace(stored, chunker=pin[0], mode=pin[1])
+
+    def _live_pin(self, paths: TenantPaths) -> tuple[str, str] | None:
+        """(schema, mode) of the live generation. A manifest never changes once written (a new generation
+        has a new id), so it is read and checked once per (id, size, mtime) and not on every search."""
+        gen = current_id(paths)
+        if gen is None:
+            return None
+        try:
+            st = paths.manifest(gen).stat()
+        except FileNotFoundError:
+            read_manifest(paths, gen)  # raises GenerationError naming what is missing
+            raise
+        key = (gen, st.st_size, st.st_mtime_ns)
+        cached = self._pins.get(paths.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        m = read_manifest(paths, gen)
+        self._pins[paths.name] = (key, (m.chunker, m.search_mode))
+        return m.chunker, m.search_mode
 
     def save_settings(self, tenant: str, settings: TenantSettings) -> None:
         """Write ``tenant.json``; the caller holds the tenant's writer lock (``TenantWriter.save_settings``)."""
