@@ -106,12 +106,11 @@ class TenantStore:
             return None
         try:
             st = paths.manifest(gen).stat()
+            key = (gen, st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
-            read_manifest(paths, gen)  # raises GenerationError naming what is missing
-            raise
-        key = (gen, st.st_size, st.st_mtime_ns)
+            key = None  # read_manifest below says what is missing
         cached = self._pins.get(paths.name)
-        if cached is not None and cached[0] == key:
+        if key is not None and cached is not None and cached[0] == key:
             return cached[1]
         m = read_manifest(paths, gen)
         self._pins[paths.name] = (key, (m.chunker, m.search_mode))

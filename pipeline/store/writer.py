@@ -36,14 +36,13 @@ holding the writer lock for an hour, and a reindex never waits for a key.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 
 from ragindex.store.generations import gc as _gc
 from ragindex.store.generations import rollback as _rollback
 from ragindex.store.locking import probe_lock, tenant_lock
 from ragindex.store.maintenance import Maintenance, keep_generations, maintain
 from ragindex.store.maintenance import compact as _compact
-from ragindex.store.manifests import GenerationError, current_id, live_manifest
+from ragindex.store.manifests import current_id
 from ragindex.store.paths import TenantPaths
 from ragindex.store.tenants import TenantSettings, TenantStore
 
@@ -88,18 +87,12 @@ class TenantWriter:
         """Write the live generation's schema and mode into ``tenant.json`` if it lags; True if it did.
 
         It lags only after a crash between a promotion and this write; what runs
-        read (``TenantStore.settings``) was already the live pin.
+        read (``TenantStore.settings``, the one definition of the pin) was already the live pin.
         """
-        try:
-            live = live_manifest(self.paths)
-        except GenerationError:
-            return False  # CURRENT or its manifest is damaged: verify --repair first
-        if live is None:
-            return False
-        stored = self.store.stored_settings(self.tenant)
-        if (stored.chunker, stored.mode) == (live.chunker, live.search_mode):
-            return False
-        self.save_settings(replace(stored, chunker=live.chunker, mode=live.search_mode))
+        pinned, stored = self.store.settings(self.tenant), self.store.stored_settings(self.tenant)
+        if pinned == stored:
+            return False  # in line, no generation yet, or a damaged CURRENT (verify --repair first)
+        self.save_settings(pinned)
         return True
 
     # -- lifecycle ----------------------------------------------------------------
