@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO))
 
 from ragindex.chunkers import build_chunker, needs_embeddings  # noqa: E402
 from ragindex.embedders.registry import EmbedderConfig  # noqa: E402
-from ragindex.ingest.sources import normalise  # noqa: E402
+from ragindex.ingest.documents import normalise  # noqa: E402
 from ragindex.schemas import SchemaRegistry  # noqa: E402
 
 corpora = sorted((REPO / "benchmarks" / "data" / "chroma_chunking" / "corpora").glob("*.md"))  # carried in the repository

@@ -85,7 +85,7 @@ def _staged(work: Path, schema, emb, texts: list[str]):
     """The texts as the chunk stage would hand them over: one document each, one chunk each."""
     from ragindex.fsutil import sha256_text
     from ragindex.indexing.chunk import chunk_changes
-    from ragindex.ingest.changes import ChangeSet, DocChange, RunConfig
+    from ragindex.ingest.changeset import ChangeSet, DocChange, RunConfig
     from ragindex.store.manifests import SourceState
     from ragindex.store.paths import TenantPaths
 

@@ -3,7 +3,9 @@
 A section runs from its heading line to the next heading of a configured level.
 Sections longer than the size fall back to the ``recursive`` splitter inside
 the section, and every resulting chunk carries the section's heading path.
-Headings inside fenced code blocks are not headings.
+Headings inside fenced code blocks are not headings. A converted document (PDF,
+DOCX, PPTX, HTML) comes with its headings found by its converter, and they are
+used instead of scanning the text: a PDF's outline has no ``#`` lines.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ _FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$", re.MULTILINE)
 
 class MarkdownChunker:
     IMPL_VERSION = 1
+    TAKES_HEADINGS = True  # chunk(text, headings=...) for converted documents
 
     def __init__(self, spec, tokenizer) -> None:
         self.levels = set(spec.heading_levels)
@@ -50,8 +53,13 @@ class MarkdownChunker:
                 out.append((m.start(), level, m.group(2).strip()))
         return out
 
-    def chunk(self, text: str) -> list[Span]:
-        heads = self._headings(text)
+    def chunk(self, text: str, headings=None) -> list[Span]:
+        """Sections at the heading lines of ``text``, or at ``headings`` (objects with offset, level and
+        title, from a converter) when given."""
+        if headings is None:
+            heads = self._headings(text)
+        else:
+            heads = [(h.offset, h.level, h.title) for h in headings if h.level in self.levels]
         bounds = [(0, None, None)] + heads
         out: list[Span] = []
         path: list[tuple[int, str]] = []

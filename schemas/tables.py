@@ -27,6 +27,8 @@ CHUNKS = pa.schema(
         pa.field("text", pa.large_string(), nullable=False),
         pa.field("text_hash", pa.string(), nullable=False),  # sha256(text as sent to the model)
         pa.field("heading_path", pa.list_(pa.string())),
+        pa.field("page", pa.int32()),  # first and last page of a converted file's chunk (SEGMENT_ROWS)
+        pa.field("page_end", pa.int32()),
     ]
 )
 
@@ -47,6 +49,10 @@ SEGMENT_ROWS = pa.schema(
         pa.field("text", pa.large_string(), nullable=False),
         pa.field("heading_path", pa.list_(pa.string())),
         pa.field("metadata", pa.string(), nullable=False),  # the document's metadata, JSON
+        # Where the chunk is in a converted file (PDF pages, PPTX slides; 1-based): the page its
+        # first character is on and the page of its last. Null for documents without pages.
+        pa.field("page", pa.int32()),
+        pa.field("page_end", pa.int32()),
     ]
 )
 
@@ -63,5 +69,24 @@ SEGMENT_DOCS = pa.schema(
         # which makes the next run read the file again.
         pa.field("size", pa.int64(), nullable=False),
         pa.field("mtime_ns", pa.int64(), nullable=False),
+        # A converted file (PDF, DOCX, PPTX, HTML): the sha256 of its bytes and the fingerprint of
+        # the converter that made its text (ingest.convert). A converter upgrade reads the file
+        # again even when its stat did not move. Null for text files and records.
+        pa.field("source_sha256", pa.string()),
+        pa.field("convert_fp", pa.string()),
     ]
 )
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the nullable columns ``schema`` added since it was written filled with nulls.
+
+    Segments are immutable: a segment written before a column existed is read as
+    if the column were null throughout, never rewritten.
+    """
+    missing = [f for f in schema if f.name not in table.column_names]
+    for f in missing:
+        if not f.nullable:
+            raise ValueError(f"table lacks the required column {f.name!r}")
+        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table

@@ -15,6 +15,7 @@ from ragindex.cli.root import (
     FiniteFloat,
     _emit,
     _errors,
+    _print_conversions,
     _print_plan,
     _skipped_summary,
     _usd,
@@ -139,6 +140,7 @@ def reindex(ctx, tenant, source, chunker, prices, budget_tokens, max_cost, resca
             click.echo(f"tenant {o['tenant']}: generation {o['generation']} is live")
             click.echo(f"  documents new {ch['docs_new']}, changed {ch['docs_changed']}, deleted {ch['docs_deleted']}, "
                        f"unchanged {ch['docs_unchanged']} ({ch['files_read']} of {ch['files_seen']} files read)")
+            _print_conversions(o["plan"].get("conversions") or {})
             click.echo(f"  embedded {led['texts']} texts, {led['tokens']:,} tokens in {led['seconds']:.2f} s "
                        f"({_usd(led['cost_usd'], o['plan'])}); {o['plan']['vectors_reused']} vectors reused from cache")
             click.echo(f"  wrote {o['bytes_written'] / 1e6:.2f} MB" + (f" (segment {o['segment']})" if o.get("segment") else ""))
@@ -172,7 +174,8 @@ def _report_to_dagster(what: str, tenant: str, done) -> bool:
               help="dense (embeddings), bm25 (words) or hybrid (both, fused); default: the tenant's, else the default's.")
 @click.option("--filter", "filter_", metavar="JSON",
               help='Only chunks whose document matches, e.g. \'{"team": "search", "year": {">": 2020}}\' or '
-                   '\'{"path": {"prefix": "guides/"}}\' (operators: == != in not_in < <= > >= exists prefix glob; and/or/not).')
+                   '\'{"path": {"prefix": "guides/"}}\', or whose page does: \'{"path": "handbook.pdf", "page": {"<=": 10}}\' '
+                   '(operators: == != in not_in < <= > >= exists prefix glob; and/or/not).')
 @json_option
 @pass_ctx
 @_errors
@@ -185,7 +188,12 @@ def search(ctx, tenant, query, k, mode, filter_, as_json):
 
     def human(hits):
         for h in hits:
-            click.echo(f"{h['rank']}. {h['score']:.3f}  {h['doc_id']} [{h['start']}:{h['end']}]")
+            where = ""
+            if h["page"] is not None:
+                where = f"  p. {h['page']}" + (f"-{h['page_end']}" if h["page_end"] not in (None, h["page"]) else "")
+            click.echo(f"{h['rank']}. {h['score']:.3f}  {h['doc_id']}{where} [{h['start']}:{h['end']}]")
+            if h["heading_path"]:
+                click.echo("   § " + " > ".join(h["heading_path"]))
             click.echo("   " + " ".join(h["text"].split())[:200])
 
     _emit([h.to_dict() for h in hits], as_json, human)

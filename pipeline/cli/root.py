@@ -188,11 +188,23 @@ def _usd(value, p: dict) -> str:
     return f"${value:.6f}" if value is not None and p.get("cost_known", True) else "unknown"
 
 
+def _print_conversions(c: dict) -> None:
+    """The conversion lines of a plan or a result (PDF, DOCX, PPTX, HTML); nothing when no file needed one."""
+    if not (c.get("files_converted") or c.get("files_from_conversion_cache") or c.get("files_failed")):
+        return
+    click.echo(f"  converted  {c['files_converted']} files ({c['pages_converted']} pages) in {c['convert_seconds']:.1f} s, "
+               f"{c['files_from_conversion_cache']} from the conversion cache, {c['files_failed']} failed (see skipped)")
+    if c.get("files_reconverted"):
+        click.echo(f"  converter  changed for {c['files_reconverted']} files: {c['files_reconverted_changed']} with new text "
+                   f"(chunked again), the rest unchanged ({', '.join(c.get('converters') or {})})")
+
+
 def _print_plan(p: dict) -> None:
     click.echo(f"plan for tenant {p['tenant']} with {p['chunker']} and {p['embedder']} on {p['device']}")
     if p.get("rebuild"):
         click.echo(f"  REBUILD    {p['rebuild']}")
     click.echo(f"  files      {p['files_seen']} seen, {p['files_read']} read (the rest unchanged since the last run)")
+    _print_conversions(p.get("conversions") or {})
     click.echo(f"  documents  new {p['docs_new']}, changed {p['docs_changed']}, deleted {p['docs_deleted']}, "
                f"unchanged {p['docs_unchanged']}, skipped {p['docs_skipped']}"
                + (f", kept (unreadable) {p['docs_kept_unreadable']}" if p.get("docs_kept_unreadable") else ""))
@@ -222,7 +234,7 @@ def _print_plan(p: dict) -> None:
 
 
 def _skipped_summary(skipped) -> None:
-    from ragindex.ingest.sources import shown
+    from ragindex.ingest.documents import shown
 
     if skipped:
         click.echo(f"skipped {len(skipped)} inputs:", err=True)

@@ -118,7 +118,7 @@ def chunk(ctx, schema_ref, file, as_json):
     Example: ragindex chunk --schema markdown@1 README.md
     """
     from ragindex.chunkers import build_chunker, needs_embeddings
-    from ragindex.ingest.sources import normalise
+    from ragindex.ingest.documents import normalise
     from ragindex.schemas import SchemaRegistry
 
     sf = SchemaRegistry().get(schema_ref)

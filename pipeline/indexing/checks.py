@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ragindex.errors import ChecksFailed, MassDeletion  # noqa: F401  (raised here; defined with the rest)
 from ragindex.evaluate.tenant import tenant_quality
 from ragindex.indexing.plan import Budget, Plan
-from ragindex.ingest.changes import ChangeSet
+from ragindex.ingest.changeset import ChangeSet
 from ragindex.search.generation import LoadedGeneration
 from ragindex.store.manifests import GenerationError, Manifest, load_live_state
 from ragindex.store.paths import TenantPaths

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -18,13 +18,14 @@ from tqdm import tqdm
 from ragindex.chunkers import build_chunker, needs_embeddings
 from ragindex.chunkers.context import context_of, embed_text
 from ragindex.fsutil import sha256_text
-from ragindex.ingest.changes import ChangeSet
+from ragindex.ingest.changeset import ChangeSet
+from ragindex.ingest.convert import Layout
 from ragindex.schemas.chunker import SchemaFile
 from ragindex.schemas.tables import CHUNKS, SEGMENT_DOCS, SEGMENT_ROWS
 from ragindex.store.paths import TenantPaths
 from ragindex.store.segments import read_rows
 
-_COPIED = ["start", "end", "token_count", "text_hash", "text", "heading_path"]
+_COPIED = ["start", "end", "token_count", "text_hash", "text", "heading_path", "page", "page_end"]
 
 
 def chunk_id(tenant: str, doc_id: str, chunker_fp: str, start: int, end: int) -> str:
@@ -72,13 +73,25 @@ def embed_texts(rows: pa.Table, context_headers: bool) -> list[str]:
     return [embed_text(t, h) for t, h in zip(texts, rows.column("heading_path").to_pylist())]
 
 
-def _cut(text: str, spans, title: str | None, context_headers: bool) -> dict[str, list]:
+def cut_document(chunker, text: str, layout: Layout | None) -> list:
+    """The chunker's spans of one document. A converted document's headings come from its layout: a
+    chunker that cuts at headings is given them, and every span gets the heading path at its start."""
+    if layout is None:
+        return chunker.chunk(text)
+    spans = chunker.chunk(text, headings=layout.headings) if getattr(chunker, "TAKES_HEADINGS", False) else chunker.chunk(text)
+    return [s if s.heading_path else replace(s, heading_path=layout.heading_path_at(s.start)) for s in spans]
+
+
+def _cut(text: str, spans, title: str | None, context_headers: bool, layout: Layout | None = None) -> dict[str, list]:
     """The row columns of one document's spans; with context headers the title leads each heading path."""
     texts = [text[s.start : s.end] for s in spans]
     heads = [context_of(title, s.heading_path) if context_headers else list(s.heading_path) for s in spans]
     sent = [embed_text(t, h) for t, h in zip(texts, heads)] if context_headers else texts
+    pages = layout is not None and bool(layout.pages)
     return {"start": [s.start for s in spans], "end": [s.end for s in spans], "token_count": [s.token_count for s in spans],
-            "text": texts, "text_hash": [sha256_text(t) for t in sent], "heading_path": heads}
+            "text": texts, "text_hash": [sha256_text(t) for t in sent], "heading_path": heads,
+            "page": [layout.page_at(s.start) if pages else None for s in spans],
+            "page_end": [layout.page_at(max(s.start, s.end - 1)) if pages else None for s in spans]}
 
 
 def piece_stage(changes: ChangeSet, schema: SchemaFile) -> StagedChunks:
@@ -104,6 +117,8 @@ def piece_stage(changes: ChangeSet, schema: SchemaFile) -> StagedChunks:
             rows["text_hash"].append(sha256_text(t))
             rows["text"].append(t)
             rows["heading_path"].append([])
+            rows["page"].append(None)
+            rows["page_end"].append(None)
     empty = pa.Table.from_pydict({name: [] for name in SEGMENT_DOCS.names}, schema=SEGMENT_DOCS)
     return StagedChunks(changes, empty, pa.Table.from_pydict(rows, schema=SEGMENT_ROWS))
 
@@ -143,7 +158,7 @@ def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, pr
             pieces.append(None)
             continue
         chunked += 1
-        pieces.append(_cut(u.text, chunker.chunk(u.text), u.title, schema.spec.context_headers))
+        pieces.append(_cut(u.text, cut_document(chunker, u.text, u.layout), u.title, schema.spec.context_headers, u.layout))
     for seg, refs in wanted.items():
         table = read_rows(paths, seg, [(first, n) for _, first, n in refs], columns=_COPIED)
         cols = {c: table.column(c).to_pylist() for c in _COPIED}
@@ -162,6 +177,8 @@ def chunk_changes(paths: TenantPaths, changes: ChangeSet, schema: SchemaFile, pr
         docs["n_rows"].append(n)
         docs["size"].append(u.size)
         docs["mtime_ns"].append(u.mtime_ns)
+        docs["source_sha256"].append(u.source_sha256)
+        docs["convert_fp"].append(u.convert_fp)
         rows["chunk_id"].extend(chunk_id(tenant, u.doc_id, fp, s, e) for s, e in zip(p["start"], p["end"]))
         rows["doc_id"].extend([u.doc_id] * n)
         rows["doc_hash"].extend([u.doc_hash] * n)

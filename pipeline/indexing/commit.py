@@ -18,7 +18,9 @@ from ragindex._faults import fault_point
 from ragindex.indexing.checks import ChecksFailed, Gate, consistency_gate, quality_gate
 from ragindex.indexing.chunk import StagedChunks
 from ragindex.indexing.plan import Plan
+from ragindex.ingest.convert import Converted
 from ragindex.search.generation import SegmentCache, open_generation
+from ragindex.store import conversions
 from ragindex.store.cache import EmbeddingCache
 from ragindex.store.manifests import Manifest, SegmentRef, new_generation_id, now_iso, promote, read_manifest, write_manifest
 from ragindex.store.segments import SegmentInfo, read_deletions, write_deletions, write_segment
@@ -65,7 +67,7 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
     tenant = cs.config.tenant
     paths = store.paths(tenant)
     base = read_manifest(paths, cs.base) if cs.base else None
-    written = 0
+    written = _cache_conversions(paths, cs)
     seg = None
     if staged.docs.num_rows:
         vectors = cache.vectors(embedder.fingerprint, staged.rows.column("text_hash").to_pylist(), embedder.dim)
@@ -107,6 +109,19 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
     promote(paths, manifest.generation)
     result.promoted = True
     return result
+
+
+def _cache_conversions(paths, cs) -> int:
+    """Store the conversions this run made, so these bytes are never converted again (store.conversions).
+
+    Written before the segment that refers to them; an entry a crash leaves behind
+    is content-addressed and harmless, and gc drops it once nothing refers to it.
+    """
+    written = 0
+    for u in cs.upserts:
+        if u.convert_fp is not None and u.text is not None and u.layout is not None:
+            written += conversions.put(paths, u.source_sha256, u.convert_fp, Converted(u.text, u.layout, len(u.layout.pages)))
+    return written
 
 
 def _apply_deletions(paths, base: Manifest | None, staged: StagedChunks) -> tuple[list[SegmentRef], int]:

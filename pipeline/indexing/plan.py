@@ -76,6 +76,9 @@ class Plan:
     chunker_cost_usd: float = 0.0
     chunker_est_seconds: float = 0.0
     exact: bool = True
+    # PDF, DOCX, PPTX and HTML files: converted (files, pages, seconds), from the conversion cache, failed, and
+    # read again because their converter changed, with how many of those have new text (ingest.changes.Conversions).
+    conversions: dict = field(default_factory=dict)
     to_embed: dict[str, str] = field(default_factory=dict, repr=False)
     to_embed_tokens: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     skipped: list = field(default_factory=list, repr=False)  # inputs skipped with a reason (Skipped); not in the report
@@ -198,6 +201,7 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
         truncated_to_embed=sum(1 for j in missing if full[j] > limit), max_input_tokens=limit,
         throughput_tokens_per_s=round(rate, 1), throughput_source=source, est_seconds=round(seconds, 3),
         cost_usd=cost, price_source=price_source, cost_known=cost_known, probe_tokens=probe,
+        conversions=cs.conversions.to_dict(),
         hosted_usd=prices.hosted_usd(cl100k),
         to_embed={uniq[missing[i]]: texts[first[uniq[missing[i]]]] for i in order},
         to_embed_tokens={uniq[missing[i]]: (counts[i], cl100k_each[i]) for i in order},

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from ragindex.fsutil import atomic_write_bytes, atomic_write_text, sha256_text
 from ragindex.indexing.chunk import chunk_changes, piece_stage
-from ragindex.ingest.changes import ChangeSet, DocChange, RunConfig, canonical_metadata
+from ragindex.ingest.changeset import ChangeSet, DocChange, RunConfig, canonical_metadata
 from ragindex.ingest.sources import read_source
 from ragindex.schemas import SchemaRegistry
 from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
@@ -301,8 +301,8 @@ def _docs_from_rows(rows: pa.Table) -> pa.Table:
         if i and ids[i - 1] == doc:
             out["n_rows"][-1] += 1
             continue
-        for k, v in (("doc_id", doc), ("doc_hash", h), ("metadata", meta), ("first_row", i), ("n_rows", 1), ("size", -1), ("mtime_ns", -1)):
-            out[k].append(v)
+        for k in SEGMENT_DOCS.names:  # what the rows do not tell (stat, converted bytes) is unknown: read again next run
+            out[k].append({"doc_id": doc, "doc_hash": h, "metadata": meta, "first_row": i, "n_rows": 1}.get(k, -1 if k in ("size", "mtime_ns") else None))
     return pa.Table.from_pydict(out, schema=SEGMENT_DOCS)
 
 

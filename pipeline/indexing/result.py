@@ -8,7 +8,7 @@ from pathlib import Path
 from ragindex.indexing.checks import Gate
 from ragindex.indexing.chunk import StagedChunks
 from ragindex.indexing.plan import Plan
-from ragindex.ingest.sources import Skipped
+from ragindex.ingest.documents import Skipped
 from ragindex.schemas import SchemaRegistry
 from ragindex.schemas.chunker import SchemaFile
 from ragindex.schemas.registry import DEFAULT_SCHEMA

@@ -32,9 +32,11 @@ from ragindex.indexing.options import RunOptions
 from ragindex.indexing.plan import Budget, BudgetExceeded, Plan, Throughput, make_plan
 from ragindex.indexing.prices import Prices
 from ragindex.indexing.result import Embedded, IndexingResult, resolve, resolve_schema  # noqa: F401  (part of this API)
-from ragindex.ingest.changes import ChangeSet, RunConfig, detect_changes
+from ragindex.ingest.changes import detect_changes
+from ragindex.ingest.changeset import ChangeSet, RunConfig
 from ragindex.search.generation import SegmentCache
 from ragindex.search.searcher import tenant_mode
+from ragindex.store import conversions
 from ragindex.store.cache import CacheError, EmbeddingCache
 from ragindex.store.manifests import GenerationError, LiveState, current_id, live_manifest, load_live_state, read_manifest
 from ragindex.store.tenants import TenantSettings, TenantStore
@@ -93,7 +95,8 @@ class TenantRun:
     def detect(self) -> ChangeSet:
         """Stage documents: the change set of the source against the live generation. Reads only."""
         t0 = time.perf_counter()
-        cs = detect_changes(self.config, self.live(), rescan=self.options.rescan, rebuild=self.options.rebuild, progress=self.options.progress)
+        cs = detect_changes(self.config, self.live(), rescan=self.options.rescan, rebuild=self.options.rebuild,
+                            progress=self.options.progress, cached=lambda sha, fp: conversions.get(self.paths, sha, fp))
         cs.allow_deletions = self.allow_deletions
         self.seconds["detect"] = time.perf_counter() - t0
         return cs

@@ -7,7 +7,13 @@ hash did not move. A .jsonl or .parquet source whose own stat is unchanged is no
 read at all; otherwise its records are hashed as they stream, and only new or
 changed records are kept in memory. ``--rescan`` reads and hashes everything.
 
-The result is a :class:`ChangeSet`: the documents to write into a new segment
+A PDF, DOCX, PPTX or HTML file whose stat moved is hashed first: bytes and
+converter as recorded mean nothing to do; bytes the tenant's conversion cache
+holds are not converted again; the rest are converted in a worker pool
+(``ingest.convert.pool``). A converter upgrade makes its files be read again even
+with an unchanged stat, and only those whose text or layout moved are re-chunked.
+
+The result is a :class:`~ragindex.ingest.changeset.ChangeSet`: the documents to write into a new segment
 (new, changed, or carried into a rebuild), with their text or a reference to
 identical chunks the tenant already holds, and the documents to delete. It
 refers to the live generation by id, so a later stage can tell whether another
@@ -16,22 +22,24 @@ writer promoted something in between. Nothing here writes.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable
 
 from tqdm import tqdm
 
 from ragindex.errors import ChangeError  # noqa: F401  (raised here; defined with the rest)
-from ragindex.fsutil import sha256_file, sha256_text
+from ragindex.fsutil import sha256_file
+from ragindex.ingest.changeset import ChangeSet, Deleted, DocChange, DocRef, RunConfig, canonical_metadata
+from ragindex.ingest.convert import CONVERTERS, Converted, fingerprint, label
+from ragindex.ingest.convert.pool import ConvertPool, Job
+from ragindex.ingest.documents import FileEntry, RawDocument, Skipped, document_hash
 from ragindex.ingest.sources import (
-    FileEntry,
-    RawDocument,
-    Skipped,
+    converted_document,
     iter_jsonl,
     iter_parquet,
+    read_file_bytes,
     read_text_file,
     source_kind,
     walk_folder,
@@ -49,108 +57,6 @@ RACY_NS_FINE = 20_000_000
 def racy(mtime_ns: int, scan_start_ns: int) -> bool:
     window = RACY_NS if mtime_ns % 1_000_000_000 == 0 else RACY_NS_FINE
     return mtime_ns > scan_start_ns - window
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What a run indexes with: the tenant, its source, its schema and its embedder (by fingerprint)."""
-
-    tenant: str
-    source: str  # absolute path
-    chunker: str  # NAME@VERSION
-    chunker_fp: str
-    embedder: str
-    embedder_fp: str
-    tokenizer: str
-    embedder_epoch: int = 0  # a hosted model's key space  # the schema's tokenizer (its counts are reused where they are the ones needed)
-
-
-class DocRef(NamedTuple):
-    """Where a live document's rows are: its segment, its position there, and its row range."""
-
-    segment: str
-    ordinal: int
-    first_row: int
-    n_rows: int
-
-
-@dataclass
-class DocChange:
-    """One document that goes into the run's new segment."""
-
-    doc_id: str
-    kind: str  # new | changed | kept (unchanged, carried into a rebuild)
-    doc_hash: str
-    metadata: str  # canonical JSON
-    size: int = -1
-    mtime_ns: int = -1
-    text: str | None = None  # None when its chunks are copied from ``reuse``
-    reuse: DocRef | None = None  # identical chunks the tenant already holds (copied, not chunked)
-    old: DocRef | None = None  # the version this one replaces
-    title: str | None = None  # the source's title (already the first line of ``text``), for context headers
-
-
-@dataclass(frozen=True)
-class Deleted:
-    doc_id: str
-    ref: DocRef
-    doc_hash: str
-    metadata: str
-
-
-@dataclass
-class ChangeSet:
-    """The difference between a source and the live generation, and how it was found."""
-
-    config: RunConfig
-    base: str | None  # the live generation this was computed against
-    base_documents: int
-    base_chunks: int
-    base_chunker_fp: str | None
-    rebuild: str | None  # why every document goes into a new segment, if so
-    source: SourceState
-    upserts: list[DocChange] = field(default_factory=list)
-    deletes: list[Deleted] = field(default_factory=list)
-    docs_unchanged: int = 0
-    docs_restated: int = 0  # unchanged documents re-homed with a new stat (read once, never again)
-    docs_kept_unreadable: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    files_seen: int = 0
-    files_read: int = 0
-    docs_digest: str = EMPTY_DIGEST  # of the live documents after this change
-    allow_deletions: bool = False  # the run said deleting most documents is intended (see pipeline.indexing.checks)
-    seconds: float = 0.0
-
-    def count(self, kind: str) -> int:
-        n = sum(1 for u in self.upserts if u.kind == kind)
-        return n - self.docs_restated if kind == "kept" else n
-
-    @property
-    def documents_after(self) -> int:
-        """Live documents once this change set is applied."""
-        if self.rebuild:
-            return len(self.upserts)
-        return self.base_documents - sum(1 for u in self.upserts if u.old is not None) - len(self.deletes) + len(self.upserts)
-
-    @property
-    def rows_replaced(self) -> int:
-        """Live rows of the base that this change set removes or replaces."""
-        return sum(u.old.n_rows for u in self.upserts if u.old is not None) + sum(d.ref.n_rows for d in self.deletes)
-
-    @property
-    def is_noop(self) -> bool:
-        """Nothing to write: the live generation already holds exactly this source under this config."""
-        return self.base is not None and not self.upserts and not self.deletes
-
-    def counts(self) -> dict:
-        return {"docs_new": self.count("new"), "docs_changed": self.count("changed"), "docs_deleted": len(self.deletes),
-                "docs_unchanged": self.docs_unchanged + self.count("kept"), "docs_skipped": len(self.skipped),
-                "docs_restated": self.docs_restated, "docs_kept_unreadable": self.docs_kept_unreadable,
-                "files_seen": self.files_seen, "files_read": self.files_read}
-
-
-def canonical_metadata(meta: dict) -> str:
-    return json.dumps(meta or {}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def rebuild_reason(live: LiveState, cfg: RunConfig, rebuild: bool) -> str | None:
@@ -184,6 +90,7 @@ class _Detector:
         self.cs = ChangeSet(cfg, live.generation, m.documents if m else 0, m.chunks if m else 0,
                             m.chunker_fp if m else None, self.reason,
                             SourceState(path=cfg.source, kind="folder"), docs_digest=m.docs_digest if m else EMPTY_DIGEST)
+        self.reconvert: set[str] = set()  # files read again only because their converter changed
         self.added: list[tuple[str, str, str]] = []
         self.removed: list[tuple[str, str, str]] = []
         self.scan_start = time.time_ns()
@@ -208,30 +115,51 @@ class _Detector:
             raise ChangeError(f"{doc_id}: could not be read, and {self.reason.split(':')[0]} needs every document's text; "
                               "fix the permissions and run again")
         self.cs.upserts.append(DocChange(doc_id, "kept", old.doc_hash, old.metadata, old.size, old.mtime_ns,
-                                         reuse=self._ref(old), old=self._ref(old)))
+                                         reuse=self._ref(old), old=self._ref(old), source_sha256=old.source_sha256,
+                                         convert_fp=old.convert_fp))
 
-    def document(self, doc: RawDocument, size: int = -1, mtime_ns: int = -1) -> None:
-        """A document read from the source: unchanged, changed or new."""
+    def same_bytes(self, doc_id: str, old: LiveDoc, size: int, mtime_ns: int) -> None:
+        """A converted file whose stat moved but whose bytes (and converter) did not: nothing to convert or chunk."""
+        self.seen.add(doc_id)
+        if mtime_ns >= 0 and racy(mtime_ns, self.scan_start):
+            mtime_ns = -1
+        if not self.carry:
+            self.cs.docs_unchanged += 1
+            if mtime_ns < 0 or not self.reusable:
+                return
+            self.cs.docs_restated += 1  # re-homed with its new stat, or every later run would hash it again
+        self.cs.upserts.append(DocChange(doc_id, "kept", old.doc_hash, old.metadata, size, mtime_ns, reuse=self._ref(old),
+                                         old=self._ref(old), source_sha256=old.source_sha256, convert_fp=old.convert_fp))
+
+    def document(self, doc: RawDocument, size: int = -1, mtime_ns: int = -1, source_sha256: str | None = None,
+                 convert_fp: str | None = None) -> None:
+        """A document read from the source (or converted from a file): unchanged, changed or new."""
         self.seen.add(doc.doc_id)
-        h, meta = sha256_text(doc.text), canonical_metadata(doc.metadata)
+        h, meta = document_hash(doc.text, doc.layout), canonical_metadata(doc.metadata)
         old = self.live.docs.get(doc.doc_id)
         if mtime_ns >= 0 and racy(mtime_ns, self.scan_start):
             mtime_ns = -1
         if old is not None and old.doc_hash == h and old.metadata == meta and not self.carry:
             self.cs.docs_unchanged += 1
-            if mtime_ns >= 0 and (old.size, old.mtime_ns) != (size, mtime_ns) and self.reusable:
-                # Read because its stat moved (a touch, a checkout, a racy stat), but unchanged:
-                # re-home its chunks with the new stat, or every later run would read it again.
+            moved = (old.size, old.mtime_ns) != (size, mtime_ns) or (old.source_sha256, old.convert_fp) != (source_sha256, convert_fp)
+            if mtime_ns >= 0 and moved and self.reusable:
+                # Read because its stat (or its converter) moved, but its content did not: re-home its
+                # chunks with the new stat, or every later run would read it again.
                 self.cs.docs_restated += 1
                 self.cs.upserts.append(DocChange(doc.doc_id, "kept", h, meta, size, mtime_ns, reuse=self._ref(old),
-                                                 old=self._ref(old)))
+                                                 old=self._ref(old), source_sha256=source_sha256, convert_fp=convert_fp))
             return
         same = self.by_hash().get(h) if self.reusable else None
         kind = "new" if old is None else ("kept" if old.doc_hash == h and old.metadata == meta else "changed")
-        change = DocChange(doc.doc_id, kind, h, meta, size, mtime_ns, text=None if same is not None else doc.text,
+        # A converted document keeps its text even when its chunks are copied: the run caches its conversion.
+        keep_text = same is None or source_sha256 is not None
+        change = DocChange(doc.doc_id, kind, h, meta, size, mtime_ns, text=doc.text if keep_text else None,
                            reuse=self._ref(same) if same is not None else None,
-                           old=self._ref(old) if old is not None else None, title=doc.title)
+                           old=self._ref(old) if old is not None else None, title=doc.title, layout=doc.layout,
+                           source_sha256=source_sha256, convert_fp=convert_fp)
         self.cs.upserts.append(change)
+        if kind == "changed" and doc.doc_id in self.reconvert:
+            self.cs.conversions.reconverted_changed += 1
         if kind != "kept":
             self.added.append((doc.doc_id, h, meta))
             if old is not None:
@@ -253,8 +181,13 @@ class _Detector:
 
 
 def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, rebuild: bool = False,
-                   progress: bool = False) -> ChangeSet:
-    """Compare the source named by ``cfg`` with ``live``; read only what may have changed."""
+                   progress: bool = False, cached: Callable[[str, str], Converted | None] | None = None,
+                   pool: ConvertPool | None = None) -> ChangeSet:
+    """Compare the source named by ``cfg`` with ``live``; read only what may have changed.
+
+    ``cached(sha256, convert_fp)`` looks a conversion up in the tenant's cache;
+    files it does not hold are converted in ``pool`` (one is started if needed).
+    """
     src = Path(cfg.source)
     kind = source_kind(src)
     det = _Detector(cfg, live, rescan, rebuild)
@@ -264,21 +197,50 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
     try:
         if kind in ("folder", "file"):
             entries = walk_folder(src, cs.skipped, unreadable) if kind == "folder" else _single_file(src)
+            to_convert: list[tuple[FileEntry, str]] = []
             for entry in entries:
                 cs.files_seen += 1
                 bar.update(1)
                 old = live.docs.get(entry.rel)
-                if (old is not None and not det.read_all and old.size == entry.size and old.mtime_ns == entry.mtime_ns
-                        and old.mtime_ns >= 0):
+                suffix = entry.path.suffix.lower()
+                fp = fingerprint(suffix) if suffix in CONVERTERS else None
+                same_stat = (old is not None and old.size == entry.size and old.mtime_ns == entry.mtime_ns
+                             and old.mtime_ns >= 0)
+                if same_stat and not det.read_all and old.convert_fp == fp:
                     det.unchanged(entry.rel, old)
                     continue
                 cs.files_read += 1
                 failed: list[str] = []
-                doc = read_text_file(entry.path, entry.rel, cs.skipped, set(), unreadable=failed)
-                if doc is not None:
-                    det.document(doc, entry.size, entry.mtime_ns)
-                elif failed and old is not None:
-                    det.unchanged(entry.rel, old, unreadable=True)  # an I/O error, not a content change
+                if fp is None:
+                    doc = read_text_file(entry.path, entry.rel, cs.skipped, set(), unreadable=failed)
+                    if doc is not None:
+                        det.document(doc, entry.size, entry.mtime_ns)
+                    elif failed and old is not None:
+                        det.unchanged(entry.rel, old, unreadable=True)  # an I/O error, not a content change
+                    continue
+                if same_stat and old.convert_fp != fp:
+                    det.reconvert.add(entry.rel)
+                    cs.conversions.reconverted += 1
+                data = read_file_bytes(entry.path, entry.rel, cs.skipped, failed)
+                if data is None:
+                    if failed and old is not None:
+                        det.unchanged(entry.rel, old, unreadable=True)
+                    continue
+                sha = hashlib.sha256(data).hexdigest()
+                del data  # read again by the pool only if it must be converted: at most one file per worker in memory
+                if old is not None and (old.source_sha256, old.convert_fp) == (sha, fp) and not det.read_all:
+                    det.same_bytes(entry.rel, old, entry.size, entry.mtime_ns)
+                    continue
+                hit = cached(sha, fp) if cached is not None else None
+                if hit is not None:
+                    cs.conversions.cached += 1
+                    doc = converted_document(entry.rel, hit, str(entry.path), entry.rel, cs.skipped)
+                    if doc is not None:
+                        det.document(doc, entry.size, entry.mtime_ns, sha, fp)
+                    continue
+                to_convert.append((entry, fp))
+            if to_convert:
+                _convert(det, to_convert, pool, progress)
             cs.source = SourceState(path=cfg.source, kind=kind)
         else:
             # One file of records. Its stat unchanged: nothing to read. Its stat changed: hash its bytes
@@ -308,6 +270,51 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
     finally:
         bar.close()
     return det.finish(unreadable)
+
+
+def _convert(det: _Detector, files: list[tuple[FileEntry, str]], pool: ConvertPool | None, progress: bool) -> None:
+    """Convert ``files`` in the worker pool and feed each outcome to the detector (in walk order).
+
+    A file the converter rejects is skipped with its reason and, if it was indexed,
+    its old version is removed like any document whose content became unreadable
+    text. A crash or a timeout keeps the old version: it says nothing about the file.
+    """
+    cs = det.cs
+    sha_of: dict[str, str] = {}
+
+    def jobs():
+        for entry, _ in files:
+            data = read_file_bytes(entry.path, entry.rel, cs.skipped)
+            if data is None:  # vanished or unreadable since the scan: it is skipped with that reason
+                continue
+            sha_of[entry.rel] = hashlib.sha256(data).hexdigest()  # the bytes converted, whatever the scan saw
+            yield Job(entry.rel, entry.path.suffix.lower(), data)
+
+    outcomes = {}
+    t0 = time.perf_counter()
+    with (pool if pool is not None else ConvertPool()) as p:
+        for out in p.run(jobs(), total=len(files), progress=progress, desc=f"convert {cs.config.tenant}"):
+            outcomes[out.key] = out
+    cs.conversions.seconds += time.perf_counter() - t0
+    for entry, fp in files:
+        out = outcomes.get(entry.rel)
+        if out is None:
+            continue
+        old = det.live.docs.get(entry.rel)
+        if out.converted is None:
+            cs.conversions.failed += 1
+            cs.skipped.append(Skipped(entry.rel, out.error + ("; the version indexed before is kept" if out.transient and old else "")))
+            if out.transient and old is not None:
+                det.unchanged(entry.rel, old, unreadable=True)
+            continue
+        c = out.converted
+        cs.conversions.converted += 1
+        cs.conversions.pages += c.pages
+        name = label(entry.path.suffix.lower())
+        cs.conversions.by_converter[name] = cs.conversions.by_converter.get(name, 0) + 1
+        doc = converted_document(entry.rel, c, str(entry.path), entry.rel, cs.skipped)
+        if doc is not None:
+            det.document(doc, entry.size, entry.mtime_ns, sha_of[entry.rel], fp)
 
 
 def _file_digest(path: Path) -> str | None:

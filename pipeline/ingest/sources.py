@@ -1,4 +1,7 @@
-"""Read documents from a source: a folder of text files, a .jsonl file or a .parquet file.
+"""Read documents from a source: a folder of documents, a .jsonl file or a .parquet file.
+
+A folder holds text files (read as they are) and PDF, DOCX, PPTX and HTML files
+(converted to text with their pages and headings by :mod:`ragindex.ingest.convert`).
 
 Everything here streams: a folder is walked once with each file's stat, so the
 caller decides which files to read at all; .jsonl lines and .parquet record
@@ -12,74 +15,25 @@ from __future__ import annotations
 import json
 import os
 import stat as stat_mod
-import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm"}
-MAX_ID_LEN = 1024
+from ragindex.ingest.convert import CONVERTERS, ConversionError, Limits
+from ragindex.ingest.convert.pool import convert_one
+from ragindex.ingest.documents import (
+    FileEntry,
+    RawDocument,
+    Skipped,
+    SourceReport,
+    encodable,
+    make_document,
+    max_doc_bytes,
+    shown,
+)
+
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}  # read as they are
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES | set(CONVERTERS)  # what a folder source reads
 PARQUET_BATCH = 4096
-
-
-def max_doc_bytes() -> int:
-    """Largest document read (default 32 MiB, ``$RAGINDEX_MAX_DOC_MB``); bigger ones are skipped with a reason.
-
-    A single huge file is almost always an export or a log dump, and chunking it
-    would dominate a run's time and memory; it is reported, not silently cut.
-    """
-    return int(float(os.environ.get("RAGINDEX_MAX_DOC_MB", "32")) * 1024 * 1024)
-
-
-@dataclass(frozen=True)
-class RawDocument:
-    doc_id: str
-    text: str  # normalised, title first when there is one
-    source: str
-    title: str | None = None
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    where: str  # file, folder, or file:line / file#row
-    reason: str
-
-
-@dataclass
-class SourceReport:
-    documents: list[RawDocument] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A candidate document file found by the walk, with the stat change detection compares."""
-
-    rel: str  # path relative to the source root, '/'-separated: the document id
-    path: Path
-    size: int
-    mtime_ns: int
-
-
-def shown(name: str) -> str:
-    """A file name safe to print: control characters and undecodable bytes escaped (``\\x1b``, ``\\udce9``), the rest as is."""
-    out = []
-    for ch in name:
-        cat = unicodedata.category(ch)
-        if cat == "Cs":  # a byte that was not UTF-8, smuggled in by surrogateescape
-            out.append(f"\\u{ord(ch):04x}")
-        elif cat == "Cc":
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def normalise(text: str) -> str:
-    """NFC, LF line endings, no byte-order mark."""
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return unicodedata.normalize("NFC", text)
 
 
 def source_kind(path: Path) -> str:
@@ -93,56 +47,10 @@ def source_kind(path: Path) -> str:
         return "jsonl"
     if path.suffix == ".parquet":
         return "parquet"
-    if path.suffix.lower() in TEXT_SUFFIXES:
+    if path.suffix.lower() in DOCUMENT_SUFFIXES:
         return "file"
-    raise ValueError(f"source {path}: expected a folder, a .jsonl or a .parquet file, or a text file ({', '.join(sorted(TEXT_SUFFIXES))})")
-
-
-def _bad_id(doc_id) -> str | None:
-    if not isinstance(doc_id, str) or not doc_id:
-        return "missing or non-string id"
-    if len(doc_id) > MAX_ID_LEN:
-        return f"id longer than {MAX_ID_LEN} characters"
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in doc_id):
-        return "id contains control characters or invalid unicode"
-    return None
-
-
-def _encodable(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def make_document(doc_id, text, title, metadata, source: str, where: str, skipped: list[Skipped], seen: set) -> RawDocument | None:
-    """Validate one record; a RawDocument, or None with the reason appended to ``skipped``."""
-    reason = _bad_id(doc_id)
-    if reason is None and not isinstance(text, str):
-        reason = "missing or non-string text"
-    if reason is None and title is not None and not isinstance(title, str):
-        reason = "title is not a string"
-    if reason is None and metadata is not None and not isinstance(metadata, dict):
-        reason = "metadata is not an object"
-    if reason is None and doc_id in seen:
-        reason = f"duplicate id {doc_id!r} (first occurrence kept)"
-    if reason is None and "\x00" in text:
-        reason = "text contains NUL bytes"
-    if reason is None and not (_encodable(text) and _encodable(title or "") and _encodable(json.dumps(metadata or {}, ensure_ascii=False))):
-        reason = "text, title or metadata holds invalid unicode (a lone surrogate)"
-    body = ""
-    if reason is None:
-        body = normalise(text)
-        if title:
-            body = normalise(title) + "\n\n" + body
-        if not body.strip():
-            reason = "empty text"
-    if reason is not None:
-        skipped.append(Skipped(where, reason))
-        return None
-    seen.add(doc_id)
-    return RawDocument(doc_id, body, source, title, metadata or {})
+    raise ValueError(f"source {path}: expected a folder, a .jsonl or a .parquet file, or a document "
+                     f"({', '.join(sorted(DOCUMENT_SUFFIXES))})")
 
 
 def read_source(path: Path) -> SourceReport:
@@ -150,15 +58,13 @@ def read_source(path: Path) -> SourceReport:
     path = Path(path)
     kind = source_kind(path)
     report = SourceReport()
-    if kind == "folder":
-        for entry in walk_folder(path, report.skipped):
-            doc = read_text_file(entry.path, entry.rel, report.skipped)
+    if kind in ("folder", "file"):
+        entries = walk_folder(path, report.skipped) if kind == "folder" else [FileEntry(path.name, path, -1, -1)]
+        for entry in entries:
+            read = read_converted_file if entry.path.suffix.lower() in CONVERTERS else read_text_file
+            doc = read(entry.path, entry.rel, report.skipped)
             if doc is not None:
                 report.documents.append(doc)
-    elif kind == "file":
-        doc = read_text_file(path, path.name, report.skipped)
-        if doc is not None:
-            report.documents.append(doc)
     else:
         report.documents.extend((iter_jsonl if kind == "jsonl" else iter_parquet)(path, report.skipped))
     return report
@@ -193,7 +99,7 @@ def walk_folder(root: Path, skipped: list[Skipped], unreadable: list[str] | None
         subdirs = []
         for e in entries:
             rel = Path(e.path).relative_to(root).as_posix()
-            if not _encodable(e.name):
+            if not encodable(e.name):
                 skipped.append(Skipped(shown(rel), "file name is not valid UTF-8; rename it"))
                 continue
             if e.name.startswith("."):
@@ -211,7 +117,7 @@ def walk_folder(root: Path, skipped: list[Skipped], unreadable: list[str] | None
                 if e.is_dir(follow_symlinks=False):
                     subdirs.append(Path(e.path))
                     continue
-                if Path(e.name).suffix.lower() not in TEXT_SUFFIXES:
+                if Path(e.name).suffix.lower() not in DOCUMENT_SUFFIXES:
                     skipped.append(Skipped(shown(rel), f"unsupported file type {Path(e.name).suffix or '(none)'!r}"))
                     continue
                 st = e.stat(follow_symlinks=True)
@@ -238,20 +144,8 @@ def read_text_file(f: Path, doc_id: str, skipped: list[Skipped], seen: set | Non
 
     An I/O error (rather than bad content) also appends ``doc_id`` to ``unreadable``.
     """
-    try:
-        size = f.stat().st_size
-        if size > max_doc_bytes():
-            skipped.append(Skipped(doc_id, f"too large: {size / 2**20:.1f} MiB > {max_doc_bytes() / 2**20:.0f} MiB "
-                                   "(raise RAGINDEX_MAX_DOC_MB or split the file)"))
-            return None
-        data = f.read_bytes()
-    except OSError as exc:
-        skipped.append(Skipped(doc_id, f"unreadable: {exc.strerror or exc}"))
-        if unreadable is not None:
-            unreadable.append(doc_id)
-        return None
-    if not data:
-        skipped.append(Skipped(doc_id, "empty file (0 bytes)"))
+    data = read_file_bytes(f, doc_id, skipped, unreadable, limit=max_doc_bytes(), limit_env="RAGINDEX_MAX_DOC_MB")
+    if data is None:
         return None
     if b"\x00" in data[:8192]:
         skipped.append(Skipped(doc_id, "binary file (NUL bytes)"))
@@ -262,6 +156,63 @@ def read_text_file(f: Path, doc_id: str, skipped: list[Skipped], seen: set | Non
         skipped.append(Skipped(doc_id, f"not valid UTF-8 (byte {exc.start}); convert it to UTF-8"))
         return None
     return make_document(doc_id, text, None, None, str(f), doc_id, skipped, seen if seen is not None else set())
+
+
+def max_file_bytes() -> int:
+    """Largest PDF, DOCX, PPTX or HTML file converted (default 256 MiB, ``$RAGINDEX_MAX_FILE_MB``).
+
+    Binary formats carry images and fonts, so their bytes are a poor measure of their
+    text; the converted text is held to :func:`max_doc_bytes` and pages to
+    ``$RAGINDEX_MAX_PAGES`` by the converters themselves.
+    """
+    return int(float(os.environ.get("RAGINDEX_MAX_FILE_MB", "256")) * 1024 * 1024)
+
+
+def read_file_bytes(f: Path, doc_id: str, skipped: list[Skipped], unreadable: list[str] | None = None,
+                    limit: int | None = None, limit_env: str = "RAGINDEX_MAX_FILE_MB") -> bytes | None:
+    """A file's bytes (at most ``limit``, default :func:`max_file_bytes`), or None with a reason appended to
+    ``skipped``; an I/O error also appends ``doc_id`` to ``unreadable`` (the file says nothing about its content)."""
+    limit = max_file_bytes() if limit is None else limit
+    try:
+        size = f.stat().st_size
+        if size > limit:
+            skipped.append(Skipped(doc_id, f"too large: {size / 2**20:.1f} MiB > {limit / 2**20:.0f} MiB "
+                                   f"(raise {limit_env} or split the file)"))
+            return None
+        data = f.read_bytes()
+    except OSError as exc:
+        skipped.append(Skipped(doc_id, f"unreadable: {exc.strerror or exc}"))
+        if unreadable is not None:
+            unreadable.append(doc_id)
+        return None
+    if not data:
+        skipped.append(Skipped(doc_id, "empty file (0 bytes)"))
+        return None
+    return data
+
+
+def converted_document(doc_id: str, converted, source: str, where: str, skipped: list[Skipped]) -> RawDocument | None:
+    """A converter's output as a document (its text validated like any other), or None with a reason."""
+    doc = make_document(doc_id, converted.text, None, None, source, where, skipped, set())
+    if doc is None:
+        return None
+    if doc.text != converted.text:  # the layout's offsets are into the converter's text: it must be the document's
+        skipped.append(Skipped(where, "converter returned text that is not normalised (a converter bug; please report it)"))
+        return None
+    return RawDocument(doc.doc_id, doc.text, source, None, {}, converted.layout)
+
+
+def read_converted_file(f: Path, doc_id: str, skipped: list[Skipped], seen: set | None = None) -> RawDocument | None:
+    """Convert one file in this process (evaluation and tests; a run converts in a worker pool)."""
+    data = read_file_bytes(f, doc_id, skipped)
+    if data is None:
+        return None
+    try:
+        converted = convert_one(f.suffix, data, Limits.from_env())
+    except ConversionError as exc:
+        skipped.append(Skipped(doc_id, str(exc)))
+        return None
+    return converted_document(doc_id, converted, str(f), doc_id, skipped)
 
 
 # -- record files ----------------------------------------------------------------

@@ -27,7 +27,7 @@ from ragindex.indexing.chunk import StagedChunks
 from ragindex.indexing.commit import content_versions
 from ragindex.indexing.plan import Budget
 from ragindex.indexing.run import Embedded, TenantRun
-from ragindex.ingest.changes import ChangeSet
+from ragindex.ingest.changeset import ChangeSet
 from ragindex.orchestration.meta import check_result, markdown, summary_first, typed
 from ragindex.orchestration.resources import EmbedderResource, PricesResource, TenantStoreResource, TenantWriterResource
 from ragindex.store.manifests import GenerationError, live_manifest

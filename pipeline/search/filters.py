@@ -6,9 +6,12 @@ on one field all hold), or ``{FIELD: VALUE}`` for equality; ``{"and": [...]}`` a
 ``==``, ``!=``, ``in``, ``not_in``, ``<``, ``<=``, ``>``, ``>=``, ``exists``, and for
 strings ``prefix`` and ``glob``. Fields are the keys of a document's ``metadata``
 (``a.b`` reaches into nested objects), plus ``doc_id`` and ``path`` (a folder
-source's relative path, which is its doc_id)::
+source's relative path, which is its doc_id), and ``page`` and ``page_end``, a
+chunk's first and last page in a PDF or a slide deck (a row field: a chunk of a
+document without pages has none)::
 
     {"and": [{"team": "search"}, {"year": {">": 2020}}, {"path": {"prefix": "guides/"}}]}
+    {"and": [{"path": "handbook.pdf"}, {"page": {"<=": 10}}]}     # pages 1-10 of one file
 
 Because the mask is built before the search (a FAISS ID selector, a BM25 score
 mask), a filtered search returns the ``k`` best rows that match, not the matches
@@ -26,6 +29,7 @@ import numpy as np
 from ragindex.errors import FilterError  # noqa: F401  (raised here; defined with the rest)
 
 OPS = ("==", "!=", "in", "not_in", "<", "<=", ">", ">=", "exists", "prefix", "glob")
+ROW_FIELDS = ("page", "page_end")  # fields of a chunk rather than of its document
 MAX_DEPTH = 16
 MAX_CLAUSES = 64
 
@@ -68,9 +72,12 @@ def _check(node: Any, depth: int, count: list[int]) -> None:
                     raise FilterError(f"field {key!r}: {op!r} takes a string")
 
 
-def _get(meta: dict, field: str, doc_id: str) -> Any:
+def _get(meta: dict, field: str, doc_id: str, row: dict | None = None) -> Any:
     if field in ("doc_id", "path"):
         return doc_id
+    if field in ROW_FIELDS:
+        value = (row or {}).get(field)
+        return _MISSING if value is None else value
     cur: Any = meta
     for part in field.split("."):
         if not isinstance(cur, dict) or part not in cur:
@@ -119,19 +126,19 @@ def _compare(value: Any, op: str, arg: Any) -> bool:
     return False
 
 
-def matches(node: dict, meta: dict, doc_id: str) -> bool:
+def matches(node: dict, meta: dict, doc_id: str, row: dict | None = None) -> bool:
     for key, value in node.items():
         if key == "and":
-            ok = all(matches(v, meta, doc_id) for v in value)
+            ok = all(matches(v, meta, doc_id, row) for v in value)
         elif key == "or":
-            ok = any(matches(v, meta, doc_id) for v in value)
+            ok = any(matches(v, meta, doc_id, row) for v in value)
         elif key == "not":
-            ok = not matches(value, meta, doc_id)
+            ok = not matches(value, meta, doc_id, row)
         elif isinstance(value, dict):
-            got = _get(meta, key, doc_id)
+            got = _get(meta, key, doc_id, row)
             ok = all(_compare(got, op, arg) for op, arg in value.items())
         else:
-            ok = _compare(_get(meta, key, doc_id), "==", value)
+            ok = _compare(_get(meta, key, doc_id, row), "==", value)
         if not ok:
             return False
     return True
@@ -146,4 +153,31 @@ def document_mask(spec: dict, doc_ids: list[str], metadata: list[str]) -> np.nda
         if meta is None:
             meta = cache[m] = json.loads(m) if m else {}
         out[i] = matches(spec, meta, d)
+    return out
+
+
+def uses_row_fields(node: Any) -> bool:
+    """Whether the filter names a chunk's own fields (``page``, ``page_end``), so it must be evaluated per row."""
+    if not isinstance(node, dict):
+        return False
+    return any(key in ROW_FIELDS or (key in ("and", "or") and any(uses_row_fields(v) for v in value))
+               or (key == "not" and uses_row_fields(value)) for key, value in node.items())
+
+
+def row_mask(spec: dict, doc_ids: list[str], metadata: list[str], first_rows, n_rows, pages, page_ends) -> np.ndarray:
+    """Which rows the filter keeps, for a filter with row fields: evaluated once per (document, page span)."""
+    n = len(pages)
+    out = np.zeros(n, dtype=bool)
+    cache: dict[str, dict] = {}
+    for d, m, first, count in zip(doc_ids, metadata, first_rows, n_rows):
+        meta = cache.get(m)
+        if meta is None:
+            meta = cache[m] = json.loads(m) if m else {}
+        seen: dict[tuple, bool] = {}
+        for r in range(first, first + count):
+            key = (pages[r], page_ends[r])
+            ok = seen.get(key)
+            if ok is None:
+                ok = seen[key] = matches(spec, meta, d, {"page": key[0], "page_end": key[1]})
+            out[r] = ok
     return out

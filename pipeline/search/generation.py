@@ -11,7 +11,7 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 
-from ragindex.search.filters import document_mask
+from ragindex.search.filters import document_mask, row_mask, uses_row_fields
 from ragindex.search.hybrid import fuse
 from ragindex.store.lexical import collection_stats, query_terms
 from ragindex.store.lexical import score as bm25_score
@@ -100,12 +100,16 @@ class _View:
             self._chunk_ids = self.seg.rows.column("chunk_id").to_numpy(zero_copy_only=False)
         return self._chunk_ids[row]
 
-    def narrowed(self, keep_docs: np.ndarray) -> "_View":
-        """This view with only the rows of the documents in ``keep_docs`` searchable (a metadata filter)."""
-        docs = self.seg.docs
-        rows = np.zeros(self.seg.index.ntotal, dtype=bool)
-        for first, n in zip(docs.column("first_row").to_numpy()[keep_docs], docs.column("n_rows").to_numpy()[keep_docs]):
-            rows[first : first + n] = True
+    def narrowed(self, keep_docs: np.ndarray | None = None, keep_rows: np.ndarray | None = None) -> "_View":
+        """This view with only the rows of the documents in ``keep_docs`` (or the rows in ``keep_rows``)
+        searchable: a metadata filter."""
+        if keep_rows is not None:
+            rows = keep_rows
+        else:
+            docs = self.seg.docs
+            rows = np.zeros(self.seg.index.ntotal, dtype=bool)
+            for first, n in zip(docs.column("first_row").to_numpy()[keep_docs], docs.column("n_rows").to_numpy()[keep_docs]):
+                rows[first : first + n] = True
         mask = rows if self.mask is None else (rows & self.mask)
         return _View(self.seg, mask, stats_mask=self.stats_mask)
 
@@ -181,11 +185,17 @@ class LoadedGeneration:
         """The same generation with only the rows whose document matches ``spec`` searchable (pipeline.search.filters)."""
 
         views = []
+        per_row = uses_row_fields(spec)
         for v in self.views:
             lists = getattr(v.seg, "_doc_lists", None)
             if lists is None:
                 lists = v.seg._doc_lists = (v.seg.docs.column("doc_id").to_pylist(), v.seg.docs.column("metadata").to_pylist())
-            views.append(v.narrowed(document_mask(spec, *lists)))
+            if not per_row:
+                views.append(v.narrowed(document_mask(spec, *lists)))
+                continue
+            docs, rows = v.seg.docs, v.seg.rows
+            views.append(v.narrowed(keep_rows=row_mask(spec, *lists, docs.column("first_row").to_pylist(), docs.column("n_rows").to_pylist(),
+                                                       rows.column("page").to_pylist(), rows.column("page_end").to_pylist())))
         return LoadedGeneration(self.manifest, views)
 
     @staticmethod

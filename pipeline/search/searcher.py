@@ -26,6 +26,9 @@ class Hit:
     text: str
     heading_path: tuple[str, ...]
     generation: str
+    # A PDF's pages or a deck's slides (1-based): where the chunk starts and ends; None without pages.
+    page: int | None = None
+    page_end: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,4 +122,5 @@ class Searcher:
     def _hit(gen: LoadedGeneration, rank: int, c) -> Hit:
         r = gen.row(c)
         return Hit(rank=rank, score=c.score, doc_id=r["doc_id"], chunk_id=r["chunk_id"], start=r["start"], end=r["end"],
-                   text=r["text"], heading_path=tuple(r["heading_path"] or ()), generation=gen.gen_id)
+                   text=r["text"], heading_path=tuple(r["heading_path"] or ()), generation=gen.gen_id,
+                   page=r.get("page"), page_end=r.get("page_end"))

@@ -60,6 +60,8 @@ class HitOut(BaseModel):
     end: int
     text: str
     heading_path: list[str]
+    page: Optional[int] = None  # PDF page or slide (1-based) where the chunk starts; None without pages
+    page_end: Optional[int] = None  # ... and where it ends
 
 
 class SearchResponse(BaseModel):

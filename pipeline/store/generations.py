@@ -13,10 +13,11 @@ import os
 import shutil
 
 from ragindex._faults import fault_point
+from ragindex.store import conversions
 from ragindex.store.locking import require_held
 from ragindex.store.manifests import GenerationError, current_id, list_generations, promote, read_manifest
 from ragindex.store.paths import TenantPaths
-from ragindex.store.segments import DELETIONS_RE, SEGMENT_RE, SegmentError, read_info
+from ragindex.store.segments import DELETIONS_RE, SEGMENT_RE, SegmentError, read_docs, read_info
 
 KEEP_GENERATIONS = 5  # newest generations gc keeps by default, besides the live one and the one before it
 
@@ -136,7 +137,26 @@ def gc(paths: TenantPaths, keep: int = KEEP_GENERATIONS) -> list[str]:
             if DELETIONS_RE.fullmatch(f.name) and f.name not in referenced_deletions:
                 f.unlink()
                 removed.append(f.name)
+    removed += _conversions_gc(paths, referenced_segments)
     return removed + _tmp_leftovers(paths)
+
+
+def _conversions_gc(paths: TenantPaths, segments: set[str]) -> list[str]:
+    """Drop cached conversions no retained segment's documents came from (store.conversions).
+
+    A segment whose documents cannot be read keeps every entry: it may refer to them.
+    """
+    if not paths.conversions.is_dir():
+        return []
+    keep: set[tuple[str, str]] = set()
+    for seg in sorted(segments):
+        try:
+            docs = read_docs(paths, seg)
+        except SegmentError:
+            return []
+        keep.update((sha, fp) for sha, fp in zip(docs.column("source_sha256").to_pylist(), docs.column("convert_fp").to_pylist())
+                    if sha and fp)
+    return conversions.gc(paths, keep)
 
 
 def _tmp_leftovers(paths: TenantPaths) -> list[str]:

@@ -231,6 +231,8 @@ class LiveDoc(NamedTuple):
     n_rows: int
     size: int
     mtime_ns: int
+    source_sha256: str | None = None  # a converted file's bytes (None for text files and records)
+    convert_fp: str | None = None  # the converter that made its text
 
 
 @dataclass
@@ -270,8 +272,9 @@ def load_live_state(paths: TenantPaths, manifest: Manifest | None) -> LiveState:
         state.deleted.append(deleted)
         alive = np.ones(docs.num_rows, dtype=bool)
         alive[deleted] = False
-        cols = [docs.column(c).to_pylist() for c in ("doc_id", "doc_hash", "metadata", "first_row", "n_rows", "size", "mtime_ns")]
-        for ordinal, (doc_id, h, meta, first, n, size, mtime) in enumerate(zip(*cols)):
+        cols = [docs.column(c).to_pylist() for c in ("doc_id", "doc_hash", "metadata", "first_row", "n_rows", "size", "mtime_ns",
+                                                     "source_sha256", "convert_fp")]
+        for ordinal, (doc_id, h, meta, first, n, size, mtime, sha, cfp) in enumerate(zip(*cols)):
             if alive[ordinal]:
-                state.docs[doc_id] = LiveDoc(i, ordinal, h, meta, first, n, size, mtime)
+                state.docs[doc_id] = LiveDoc(i, ordinal, h, meta, first, n, size, mtime, sha, cfp)
     return state

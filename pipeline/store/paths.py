@@ -59,6 +59,11 @@ class TenantPaths:
         return self.root / "cache" / "embeddings.duckdb"
 
     @property
+    def conversions(self) -> Path:
+        """Converted text of PDF, DOCX, PPTX and HTML files (store.conversions)."""
+        return self.root / "cache" / "conversions"
+
+    @property
     def generations(self) -> Path:
         return self.root / "generations"
 

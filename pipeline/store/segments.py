@@ -43,7 +43,7 @@ from ragindex._faults import fault_point
 from ragindex.chunkers.context import lexical_text
 from ragindex.errors import SegmentError  # noqa: F401  (raised here; defined with the rest)
 from ragindex.fsutil import atomic_write_bytes, fsync_dir, write_durable
-from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
+from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS, conform
 from ragindex.store.lexical import LexicalIndex
 from ragindex.store.paths import TenantPaths
 
@@ -248,8 +248,8 @@ def load_segment(paths: TenantPaths, seg_id: str) -> Segment:
     index = faiss.deserialize_index(np.frombuffer(blobs["index.faiss"], dtype=np.uint8))
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = HNSW_EF_SEARCH
-    rows = pq.read_table(pa.BufferReader(blobs["rows.parquet"]))
-    docs = pq.read_table(pa.BufferReader(blobs["docs.parquet"]))
+    rows = conform(pq.read_table(pa.BufferReader(blobs["rows.parquet"])), SEGMENT_ROWS)
+    docs = conform(pq.read_table(pa.BufferReader(blobs["docs.parquet"])), SEGMENT_DOCS)
     lexical = LexicalIndex.from_bytes(blobs["lexical.npz"])
     if not (index.ntotal == rows.num_rows == info.rows == lexical.rows) or docs.num_rows != info.docs:
         raise SegmentError(f"segment {seg_id}: index has {index.ntotal} vectors, rows.parquet {rows.num_rows}, "
@@ -261,7 +261,7 @@ def read_docs(paths: TenantPaths, seg_id: str, info: SegmentInfo | None = None) 
     """A segment's documents table (verified), without loading its index or rows."""
     info = info or read_info(paths, seg_id)
     data = read_verified(segment_dir(paths, seg_id) / "docs.parquet", info.files["docs.parquet"])
-    return pq.read_table(pa.BufferReader(data))
+    return conform(pq.read_table(pa.BufferReader(data)), SEGMENT_DOCS)
 
 
 def read_rows(paths: TenantPaths, seg_id: str, ranges: list[tuple[int, int]], columns: list[str] | None = None) -> pa.Table:
@@ -279,7 +279,8 @@ def read_rows(paths: TenantPaths, seg_id: str, ranges: list[tuple[int, int]], co
         groups = sorted({g for first, n in ranges if n > 0
                          for g in range(int(np.searchsorted(starts, first, "right") - 1),
                                         int(np.searchsorted(starts, first + n - 1, "right")))})
-        table = pf.read_row_groups(groups, columns=columns)
+        have = set(pf.schema_arrow.names)
+        table = pf.read_row_groups(groups, columns=None if columns is None else [c for c in columns if c in have])
     except (OSError, pa.ArrowException) as exc:
         raise SegmentError(f"{path}: unreadable ({exc}); run `ragindex verify --tenant {paths.name} --repair`") from None
     offset = {g: int(sum(pf.metadata.row_group(x).num_rows for x in groups[:i])) - int(starts[g]) for i, g in enumerate(groups)}
@@ -288,7 +289,9 @@ def read_rows(paths: TenantPaths, seg_id: str, ranges: list[tuple[int, int]], co
         for r in range(first, first + n):
             g = int(np.searchsorted(starts, r, "right") - 1)
             take.append(r + offset[g])
-    return table.take(pa.array(take, pa.int64()))
+    wanted = SEGMENT_ROWS if columns is None else pa.schema([SEGMENT_ROWS.field(c) for c in columns])
+    table = conform(table.take(pa.array(take, pa.int64())), wanted)  # a segment older than a column: nulls
+    return table if columns is None else table.select(columns)
 
 
 def lexical_texts(rows: pa.Table) -> list[str]:

@@ -17,7 +17,7 @@ from tests.support.data import passage_docs, write_jsonl
 @pytest.fixture
 def preview_file(tmp_path):
     """A markdown file long enough for every kind to cut it several times, and its text as the preview reads it."""
-    from ragindex.ingest.sources import normalise
+    from ragindex.ingest.documents import normalise
 
     docs = passage_docs(6)
     raw = "\n\n".join(f"# {d['title']}\n\n{d['text']}\n\n## Notes\n\n{d['text'][:300]}" for d in docs) + "\n"

@@ -11,7 +11,7 @@ import pytest
 from ragindex.chunkers import build_chunker
 from ragindex.indexing.prices import Prices
 from ragindex.indexing.run import Budget, BudgetExceeded, TenantRun, reindex
-from ragindex.ingest.sources import normalise
+from ragindex.ingest.documents import normalise
 from ragindex.schemas import SchemaRegistry
 from ragindex.search.generation import load_generation
 from ragindex.store.cache import EmbeddingCache

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ragindex.ingest.sources import normalise, read_source
+from ragindex.ingest.documents import normalise
+from ragindex.ingest.sources import read_source
 from tests.support.documents import load_documents
 
 

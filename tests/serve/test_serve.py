@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -24,25 +21,8 @@ from ragindex.indexing.run import reindex
 from ragindex.store import keys
 from ragindex.store.tenants import TenantSettings
 from tests.support.data import passage_docs, write_jsonl
+from tests.support.http import call, serving
 from tests.support.tenants import register
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(url: str, body: dict | None = None, key: str | None = None, method: str | None = None) -> tuple[int, dict | str]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
-                                 headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            raw = r.read().decode()
-            return r.status, json.loads(raw) if r.headers.get("content-type", "").startswith("application/json") else raw
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read().decode() or "{}")
 
 
 @pytest.fixture
@@ -55,28 +35,9 @@ def server(store, hash_embedder, tmp_path):
     for t, src in (("acme", a), ("globex", b)):
         register(store, t, TenantSettings(source=str(src), chunker="recursive-200@1"))
         reindex(store, t, embedder=hash_embedder)
-    port = free_port()
-    env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": "hash"}
-    env.pop("DAGSTER_HOME", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ragindex.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if call(base + "/readyz")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise AssertionError(proc.stderr.read())
-    info = {"base": base, "proc": proc, "docs": docs, "sources": {"acme": a, "globex": b},
-            "keys": {t: keys.create(store, t, "test")[0] for t in ("acme", "globex")}}
-    yield info
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    with serving(store.root) as (base, proc):
+        yield {"base": base, "proc": proc, "docs": docs, "sources": {"acme": a, "globex": b},
+               "keys": {t: keys.create(store, t, "test")[0] for t in ("acme", "globex")}}
 
 
 def test_a_key_opens_its_own_tenant_only_and_says_nothing_about_others(server, store):
@@ -112,7 +73,8 @@ def test_every_mode_and_the_batch_form(server):
     for mode in ("dense", "bm25", "hybrid"):
         status, body = call(url + "/search", {"query": title, "k": 3, "mode": mode}, key)
         assert status == 200 and body["mode"] == mode and len(body["hits"]) == 3
-        assert set(body["hits"][0]) == {"rank", "score", "doc_id", "chunk_id", "start", "end", "text", "heading_path"}
+        assert set(body["hits"][0]) == {"rank", "score", "doc_id", "chunk_id", "start", "end", "text", "heading_path",
+                                        "page", "page_end"}
     status, body = call(url + "/search/batch", {"queries": [title, "million"], "k": 2, "mode": "bm25"}, key)
     assert status == 200 and [len(r) for r in body["results"]] == [2, 2]
     assert body["results"][0][0]["doc_id"] == server["docs"][10]["_id"]
