@@ -90,9 +90,13 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
             **typed({"documents": after, **c, "source": cs.config.source, "base_generation": cs.base or "(none)",
                      "rebuild": cs.rebuild or "", "unchanged_run": cs.is_noop, "detect_seconds": float(cs.seconds)}),
             "skipped_inputs": dg.MetadataValue.json(skipped),
+            "conversions": dg.MetadataValue.json(cs.conversions.to_dict()),
             "summary": markdown(f"documents of {context.partition_key}", [
                 ("documents", after), ("new / changed / deleted", f"{c['docs_new']} / {c['docs_changed']} / {c['docs_deleted']}"),
-                ("files read / seen", f"{cs.files_read} / {cs.files_seen}"), ("skipped inputs", len(skipped)),
+                ("files read / seen", f"{cs.files_read} / {cs.files_seen}"),
+                ("files converted (pages, seconds)", f"{cs.conversions.converted} ({cs.conversions.pages} pages, "
+                 f"{cs.conversions.seconds:.1f} s); {cs.conversions.cached} from the conversion cache"),
+                ("skipped inputs", len(skipped)),
                 ("source", f"`{cs.config.source}`"), ("deletions", guard.summary)]),
         }))
         yield check_result(guard)  # a refused mass deletion stops the run here: nothing was written

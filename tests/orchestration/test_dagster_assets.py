@@ -21,6 +21,7 @@ from ragindex.store.cache import EmbeddingCache
 from ragindex.store.manifests import current_id, list_generations
 from ragindex.store.tenants import TenantSettings
 from tests.orchestration.helpers import checks, fake_quality, materialize, metadata, resources, values
+from tests.support import docgen
 from tests.support.data import chroma_beir, passage_docs, write_beir, write_jsonl
 from tests.support.tenants import register
 
@@ -270,3 +271,21 @@ def test_real_model_eval_set(store, tmp_path, model):
     assert values(second, "chunks")["docs_chunked"] == 0  # chunks copied by (doc_hash, chunker_fp)
     third = materialize(store, instance, "lab", model="default")
     assert values(third, "tenant_index")["status"] == "unchanged"
+
+
+def test_a_folder_of_documents_materializes_with_its_conversions_shown(store, instance, tmp_path):
+    folder = tmp_path / "handbooks"
+    folder.mkdir()
+    truth = docgen.make_pdf(folder / "guide.pdf")
+    docgen.make_docx(folder / "policy.docx")
+    register(store, "docs", TenantSettings(source=str(folder)))
+    instance.add_dynamic_partitions("tenants", ["docs"])
+    result = materialize(store, instance, "docs")
+    assert result.success
+    conv = values(result, "documents")["conversions"]
+    assert conv["files_converted"] == 2 and conv["pages_converted"] == len(truth.pages) and conv["files_failed"] == 0
+    assert "files converted (pages, seconds)" in metadata(result, "documents")["summary"].value
+    gen = load_generation(store.paths("docs"), current_id(store.paths("docs")))
+    pages = {p for v in gen.views for d, p in zip(v.seg.rows.column("doc_id").to_pylist(), v.seg.rows.column("page").to_pylist())
+             if d == "guide.pdf"}
+    assert pages == set(range(1, len(truth.pages) + 1))
