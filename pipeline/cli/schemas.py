@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ragindex.cli.root import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx
+from ragindex.cli.root import EXIT_CHECK, _emit, _errors, fail, json_option, main, pass_ctx
 from ragindex.schemas.registry import DEFAULT_SCHEMA
 
 
@@ -115,17 +115,32 @@ def chunk(ctx, schema_ref, file, as_json):
     A schema that cuts on embeddings (kind cluster) embeds FILE's pieces with --model,
     else the bundled default model; nothing is cached or written.
 
+    FILE may be a PDF, DOCX, PPTX or HTML file: it is converted first, and each
+    chunk shows its page and heading path.
+
     Example: ragindex chunk --schema markdown@1 README.md
     """
     from ragindex.chunkers import build_chunker, needs_embeddings
+    from ragindex.indexing.chunk import cut_document
+    from ragindex.ingest.convert import is_converted
     from ragindex.ingest.documents import normalise
+    from ragindex.ingest.sources import read_converted_file
     from ragindex.schemas import SchemaRegistry
 
     sf = SchemaRegistry().get(schema_ref)
-    text = normalise(file.read_text(encoding="utf-8"))
+    layout = None
+    if is_converted(file.suffix):  # a PDF, DOCX, PPTX or HTML file: what its converter makes of it
+        skipped: list = []
+        doc = read_converted_file(file, file.name, skipped)
+        if doc is None:
+            fail(f"{file}: {skipped[0].reason}", 1, "input", as_json)
+        text, layout = doc.text, doc.layout
+    else:
+        text = normalise(file.read_text(encoding="utf-8"))
     embedder = ctx.embedder_for(None) if needs_embeddings(sf.spec) else None  # --model, else the bundled default
-    spans = build_chunker(sf.spec, embed=embedder.embed if embedder else None).chunk(text)
+    spans = cut_document(build_chunker(sf.spec, embed=embedder.embed if embedder else None), text, layout)
     rows = [{"i": i, "start": s.start, "end": s.end, "tokens": s.token_count, "heading_path": list(s.heading_path),
+             "page": layout.page_at(s.start) if layout and layout.pages else None,
              "text": text[s.start : s.end]} for i, s in enumerate(spans)]
 
     def human(rows):
@@ -133,7 +148,8 @@ def chunk(ctx, schema_ref, file, as_json):
                    + (f" (pieces embedded with {embedder.name})" if embedder else ""))
         for r in rows:
             preview = r["text"][:70].replace("\n", "⏎")
-            click.echo(f"#{r['i']:<4} [{r['start']:>7}:{r['end']:<7}] {r['tokens']:>4} tok  {preview}")
+            page = f" p.{r['page']}" if r["page"] is not None else ""
+            click.echo(f"#{r['i']:<4} [{r['start']:>7}:{r['end']:<7}] {r['tokens']:>4} tok{page}  {preview}")
 
     out = {"schema": sf.ref, "fingerprint": sf.fingerprint(), "chunks": rows}
     if embedder:

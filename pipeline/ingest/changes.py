@@ -281,10 +281,11 @@ def _convert(det: _Detector, files: list[tuple[FileEntry, str]], pool: ConvertPo
     """
     cs = det.cs
     sha_of: dict[str, str] = {}
+    failed: list[str] = []  # I/O errors since the scan: the indexed version is kept
 
     def jobs():
         for entry, _ in files:
-            data = read_file_bytes(entry.path, entry.rel, cs.skipped)
+            data = read_file_bytes(entry.path, entry.rel, cs.skipped, failed)
             if data is None:  # vanished or unreadable since the scan: it is skipped with that reason
                 continue
             sha_of[entry.rel] = hashlib.sha256(data).hexdigest()  # the bytes converted, whatever the scan saw
@@ -298,9 +299,11 @@ def _convert(det: _Detector, files: list[tuple[FileEntry, str]], pool: ConvertPo
     cs.conversions.seconds += time.perf_counter() - t0
     for entry, fp in files:
         out = outcomes.get(entry.rel)
-        if out is None:
-            continue
         old = det.live.docs.get(entry.rel)
+        if out is None:
+            if entry.rel in failed and old is not None:
+                det.unchanged(entry.rel, old, unreadable=True)
+            continue
         if out.converted is None:
             cs.conversions.failed += 1
             cs.skipped.append(Skipped(entry.rel, out.error + ("; the version indexed before is kept" if out.transient and old else "")))

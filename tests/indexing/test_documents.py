@@ -246,3 +246,11 @@ def test_bad_files_are_skipped_with_their_reason_and_the_run_goes_on(store, hash
     assert reasons["klingon.html"].startswith("unknown encoding 'x-mac-klingon'")
     assert first.plan.conversions["files_failed"] == len(bad) and first.plan.conversions["files_converted"] == 3
     assert {r["doc_id"] for r in _rows(store, "acme")} == {"handbook.pdf", "report.pdf", "page.html", "notes.md"}
+
+
+def test_chunk_previews_a_converted_file_with_pages_and_headings(folder, tmp_path):
+    out = json.loads(ragindex("chunk", "--schema", "markdown@1", str(folder / "handbook.pdf"), "--json").stdout)
+    assert {(c["page"], tuple(c["heading_path"])) for c in out["chunks"]} == {
+        (1, ("Overview",)), (2, ("Overview", "Revenue")), (3, ("Overview", "Costs")), (4, ("Outlook",))}
+    res = ragindex("chunk", str(docgen.encrypted_pdf(tmp_path / "locked.pdf")))
+    assert res.exit_code == 1 and "encrypted: no password" in res.output
