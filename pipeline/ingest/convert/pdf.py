@@ -29,7 +29,7 @@ import pypdfium2.raw as pdfium_c
 from ragindex.ingest.convert.base import ConversionError, Converted, Limits, TextBuilder
 
 NAME = "pdf"
-VERSION = 1
+VERSION = 2  # 2: a line-end hyphen is "-", not U+FFFE
 LIBRARY = "pypdfium2"
 PARAGRAPH_GAP = 0.5  # a vertical gap wider than this many line heights starts a paragraph
 OPTIONS = {"text": "text layer", "paragraph_gap": PARAGRAPH_GAP, "headings": "outline"}
@@ -83,7 +83,8 @@ def _page_paragraphs(pdf: pdfium.PdfDocument, index: int) -> list[str]:
 
 def _paragraphs(textpage: pdfium.PdfTextPage) -> list[str]:
     """The page's lines grouped into paragraphs by the gaps between them (a blank line always separates)."""
-    text = textpage.get_text_range()
+    # PDFium writes U+FFFE (a noncharacter) for a hyphen it takes for a soft one at a line's end; it is a hyphen.
+    text = textpage.get_text_range().replace("\ufffe", "-")
     paragraphs: list[list[str]] = []
     previous, previous_end = None, 0
     for m in _LINE.finditer(text):
