@@ -20,6 +20,11 @@ Layers: the ``ragindex`` CLI is a thin layer over this module (each command pars
 its flags, calls one method here and prints the result), and this module is a thin
 layer over the library: :class:`~ragindex.indexing.run.TenantRun` for runs,
 :class:`~ragindex.store.writer.TenantWriter` for every other write.
+
+Arguments are checked here and below, never only by the CLI (``ragindex.arguments``:
+one check per kind, which the CLI's option types and the HTTP service call too): a bad ``k``, query, mode,
+``wait`` or budget raises :class:`~ragindex.errors.ArgumentError` (a ValueError), a
+bad source the source check's own error, before anything is read or written.
 """
 
 from __future__ import annotations
@@ -28,18 +33,22 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
+from ragindex import arguments
 from ragindex.embedders.registry import Embedders
 from ragindex.errors import CacheBusy, GenerationError, TenantError
 from ragindex.evaluate.tenant import tenant_quality
+from ragindex.indexing.chunk import cut_document  # noqa: F401  (`ragindex chunk` previews a file the way runs cut it)
 from ragindex.indexing.migrate import migrate, plan_migration
 from ragindex.indexing.options import RunOptions
 from ragindex.indexing.plan import Budget, Plan
 from ragindex.indexing.prices import Prices
 from ragindex.indexing.repair import verify
 from ragindex.indexing.run import IndexingResult, TenantRun
+from ragindex.ingest.sources import source_kind
 from ragindex.instance import unregister_partition
 from ragindex.schemas import SchemaRegistry
 from ragindex.schemas.registry import DEFAULT_SCHEMA
+from ragindex.search.hybrid import MODES
 from ragindex.search.searcher import Hit, Searcher, tenant_mode
 from ragindex.store import keys
 from ragindex.store.cache import EmbeddingCache
@@ -51,6 +60,15 @@ from ragindex.store.tenants import TenantSettings, TenantStore
 from ragindex.store.writer import TenantWriter
 
 __all__ = ["Budget", "Hit", "IndexingResult", "Plan", "Prices", "Ragindex", "RunOptions", "Tenant"]
+
+
+def checked_source(source: str | Path) -> str:
+    """The absolute path of a source ragindex can read (a folder, a .jsonl or .parquet file, or a document), so a
+    tenant is never registered with a source its first reindex could not read. The check is the runs' own
+    (``ingest.sources.source_kind``): SourceMissing (a FileNotFoundError) or SourceError (a .csv)."""
+    path = Path(source).resolve()
+    source_kind(path)
+    return str(path)
 
 
 class Ragindex:
@@ -136,8 +154,12 @@ class Tenant:
 
         The schema and mode of a tenant that already has a live generation are its
         pin: changing them is a migration (:meth:`migrate`), so passing others is
-        refused. Example: ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
+        refused. The source must exist and be of a kind ragindex reads, and the mode be one of
+        dense, bm25, hybrid: nothing is saved otherwise. Example:
+        ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
         """
+        arguments.choice(mode, MODES, "mode")
+        source = checked_source(source)
         if chunker is not None:
             SchemaRegistry().runnable(chunker)
         with self.writer(wait=wait, create=True) as w:
@@ -149,7 +171,7 @@ class Tenant:
                     f"{chunker or pinned.chunker} ({mode or pinned.mode}) is a migration: "
                     f"`ragindex migrate --tenant {self.name} --to {chunker or pinned.chunker}"
                     + (f" --mode {mode}" if mode else "") + "`")
-            s = replace(old, source=str(Path(source).resolve()), chunker=chunker or old.chunker or DEFAULT_SCHEMA,
+            s = replace(old, source=source, chunker=chunker or old.chunker or DEFAULT_SCHEMA,
                         eval_set=eval_set, model=model, dimensions=dimensions, mode=mode if mode is not None else old.mode)
             w.save_settings(s)
         return self.settings
@@ -201,16 +223,22 @@ class Tenant:
     def search(self, query: str, k: int = 5, mode: str | None = None, filter: dict | str | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query``: mode dense, bm25 or hybrid (default: the tenant's), optionally filtered.
 
+        ``query`` is non-blank UTF-8 text and ``k`` a whole number from 1 to 1000, else ArgumentError.
         Example: ``rx.tenant("acme").search("rotate keys", k=3, filter={"path": {"prefix": "ops/"}})``
         """
-        searcher = self.rx.searcher(self.name, needs_model=(mode or tenant_mode(self.settings)) != "bm25")
-        return searcher.search(self.name, query, k, mode, filter)
+        query = arguments.query(query)
+        return self._searcher(k, mode).search(self.name, query, k, mode, filter)
 
     def search_many(self, queries: Sequence[str], k: int = 5, mode: str | None = None,
                     filter: dict | str | None = None) -> list[list[Hit]]:
         """:meth:`search` for each query, against one generation (a promotion in between does not split them)."""
-        searcher = self.rx.searcher(self.name, needs_model=(mode or tenant_mode(self.settings)) != "bm25")
-        return searcher.search_many(self.name, list(queries), k, mode, filter)
+        return self._searcher(k, mode).search_many(self.name, arguments.queries(queries), k, mode, filter)
+
+    def _searcher(self, k: int, mode: str | None) -> Searcher:
+        """The warm searcher for ``k`` hits in ``mode`` (both checked first: ``ragindex.arguments``)."""
+        arguments.hits(k)
+        arguments.choice(mode, MODES, "mode")
+        return self.rx.searcher(self.name, needs_model=(mode or tenant_mode(self.settings)) != "bm25")
 
     def evaluate(self, generation: str | None = None, k: int = 5) -> dict:
         """Score a generation (default: the live one) on the tenant's own eval set."""

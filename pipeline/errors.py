@@ -41,6 +41,13 @@ class SegmentError(RuntimeError):
     """A segment or deletion file is missing, unreadable, or does not match its checksums."""
 
 
+class ForeignSegment(SegmentError):
+    """A segment that is not the one this tenant's generation recorded (e.g. copied in from another tenant).
+
+    It is refused everywhere: never served, never merged, never used to repair or refill anything.
+    """
+
+
 class CacheError(RuntimeError):
     """The cache database is missing, locked or corrupt."""
 
@@ -57,8 +64,22 @@ class CacheBusy(CacheError):
 # -- a run ----------------------------------------------------------------------------
 
 
+class SettingsError(ValueError):
+    """A setting (a ``RAGINDEX_*`` variable or the tenant's settings) outside its allowed range; nothing was written."""
+
+
 class ChangeError(ValueError):
     """The change set cannot be computed as asked (the message says what to do)."""
+
+
+class SourceError(ChangeError):
+    """A source ragindex cannot read as a whole: of a kind it does not read (a .csv), or no longer what the
+    live generation was built from (a folder now a file). Raised by ``ingest.sources.source_kind`` (the one
+    check of a source, for ``tenants add`` and every run) and ``ingest.changes``; exit 1, kind "source"."""
+
+
+class SourceMissing(SourceError, FileNotFoundError):
+    """The source does not exist (a FileNotFoundError too, as callers caught before)."""
 
 
 class MassDeletion(RuntimeError):
@@ -111,11 +132,35 @@ class ModelDrift(HostedError):
     """The provider's model behind this name now gives different vectors than the ones stored."""
 
 
+class ModelDriftError(ModelDrift):
+    """A search refused because the provider changed the model behind the tenant's model name.
+
+    Raised on the query path (CLI and API search, ``ragindex serve``) until the tenant is re-embedded
+    (``reindex --accept-model-drift``): the service is unavailable for that tenant, not the request wrong.
+    """
+
+
+class DimensionMismatch(HostedError):
+    """The API answered vectors of another size than the model's known size or ``--dimensions``."""
+
+
 # -- search, evaluation, the project ------------------------------------------------------
+
+
+class ArgumentError(ValueError):
+    """An argument that cannot be used: not a number, NaN, out of range, an empty or undecodable query, an unknown mode.
+
+    Raised by ``ragindex.arguments``, the one check of each kind of argument for every
+    way in (CLI, Python API, HTTP, Dagster config), before anything is read or written.
+    """
 
 
 class FilterError(ValueError):
     """A filter that is not valid JSON or does not follow the grammar (the message says where)."""
+
+
+class ServeError(RuntimeError):
+    """``ragindex serve`` cannot listen where it was told (a port in use, an address this machine does not have)."""
 
 
 class DatasetError(ValueError):
@@ -130,7 +175,9 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (ChecksFailed, EXIT_CHECK, "checks failed"),
     (TenantError, EXIT_ERROR, "tenant"), (SchemaError, EXIT_ERROR, "schema"), (GenerationError, EXIT_ERROR, "generation"),
     (SegmentError, EXIT_ERROR, "segment"), (CacheError, EXIT_ERROR, "cache"), (ChangeError, EXIT_ERROR, "source"),
+    (SettingsError, EXIT_ERROR, "settings"),
     (PriceTableError, EXIT_ERROR, "prices"), (DatasetError, EXIT_ERROR, "dataset"), (HostedError, EXIT_ERROR, "embedding api"),
     (MissingExtra, EXIT_ERROR, "missing extra"), (FilterError, EXIT_ERROR, "filter"), (ProjectError, EXIT_ERROR, "project"),
-    (FileNotFoundError, EXIT_ERROR, "not found"),
+    (ServeError, EXIT_ERROR, "serve"),
+    (FileNotFoundError, EXIT_ERROR, "not found"), (ArgumentError, EXIT_ERROR, "argument"),
 ]

@@ -20,9 +20,11 @@ from ragindex.cli.root import (
     _skipped_summary,
     _usd,
     fail,
+    hits_type,
     json_option,
     main,
     pass_ctx,
+    query_type,
     tenant_option,
     wait_option,
 )
@@ -34,6 +36,11 @@ rescan_option = click.option("--rescan", is_flag=True,
                              help="Read and hash every file, even those whose size and modification time are unchanged. "
                                   "Use it on file systems whose mtimes cannot be trusted (some network shares, "
                                   "restores that reset timestamps, tools that rewrite files and restore the mtime).")
+accept_drift_option = click.option(
+    "--accept-model-drift", is_flag=True,
+    help="A hosted model whose vectors changed under the same name is refused; with this flag, move to the new model: "
+         "a new key space, every text embedded again. `plan` shows that cost (it sends nothing, so it cannot know "
+         "whether the model changed); the budget is checked on it before anything is sent.")
 rebuild_option = click.option("--rebuild", is_flag=True,
                               help="Chunk every document again and write one new segment with all of them "
                                    "(vectors still come from the cache: nothing already paid is embedded again).")
@@ -46,10 +53,11 @@ rebuild_option = click.option("--rebuild", is_flag=True,
 @prices_option
 @rescan_option
 @rebuild_option
+@accept_drift_option
 @json_option
 @pass_ctx
 @_errors
-def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
+def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, accept_model_drift, as_json):
     """Dry run: what a reindex would read, chunk, embed and cost. Embeds nothing, writes nothing.
 
     Example: ragindex plan --tenant acme --chunker recursive-200@1
@@ -57,7 +65,7 @@ def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
     from ragindex.api import Prices
 
     p = ctx.tenant(tenant).plan(source=source, chunker=chunker, prices=Prices.load(prices), rescan=rescan, rebuild=rebuild,
-                                progress=not as_json)
+                                progress=not as_json, accept_model_drift=accept_model_drift)
     report = p.report()
     if as_json:
         report["skipped"] = [{"where": s.where, "reason": s.reason} for s in p.skipped]
@@ -78,9 +86,7 @@ def plan(ctx, tenant, source, chunker, prices, rescan, rebuild, as_json):
 @click.option("--allow-deletions", is_flag=True, default=None,
               help="Let this run delete every live document, or more than half of them. Without it such a run is "
                    "refused (exit 7): an unmounted share or an emptied folder looks exactly like that.")
-@click.option("--accept-model-drift", is_flag=True,
-              help="A hosted model whose vectors changed under the same name is refused; with this flag, move to the "
-                   "new model: a new key space, every text embedded again (see `ragindex plan` for the cost).")
+@accept_drift_option
 @wait_option
 @json_option
 @pass_ctx
@@ -168,8 +174,8 @@ def _report_to_dagster(what: str, tenant: str, done) -> bool:
 
 @main.command()
 @tenant_option
-@click.argument("query")
-@click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Number of hits.")
+@click.argument("query", type=query_type)
+@click.option("-k", default=5, show_default=True, type=hits_type, help="Number of hits (1 to 1000).")
 @click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
               help="dense (embeddings), bm25 (words) or hybrid (both, fused); default: the tenant's, else the default's.")
 @click.option("--filter", "filter_", metavar="JSON",
@@ -221,9 +227,15 @@ def status(ctx, tenant, as_json):
             c, led = o["cache"], o["ledger"]
             click.echo(f"  cache   {c['vectors']} vectors in {c['key_spaces']} model key space(s), {c['bytes'] / 1e6:.1f} MB")
             click.echo(f"  ledger  {led['runs']} runs: {led['texts']} texts, {led['tokens']:,} tokens, {led['seconds']:.1f} s, ${led['cost_usd']:.6f}")
+            if led.get("tokens_billed") or led.get("tokens_possibly_billed"):
+                click.echo(f"  tokens  planned {led['planned_tokens']:,}, billed {led['tokens_billed']:,}, possibly billed "
+                           f"{led['tokens_possibly_billed']:,} (answers lost after sending: counted as billed and against "
+                           "the budget)")
             click.echo(f"  hit rate {o['hit_rate']:.1%} of texts looked up were already cached" if o["hit_rate"] is not None else "  hit rate n/a")
             for m in o["spend_by_month"]:
                 billed = f", {m['tokens_billed']:,} billed by the API" if m["tokens_billed"] else ""
+                if m.get("tokens_possibly_billed"):
+                    billed += f" + {m['tokens_possibly_billed']:,} possibly billed"
                 click.echo(f"  {m['month']}  {m['runs']} runs, {m['texts']} texts, {m['tokens']:,} tokens{billed}: ${m['cost_usd']:.6f}")
 
     _emit(out, as_json, human)

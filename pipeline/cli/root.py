@@ -19,6 +19,7 @@ import sys
 
 import click
 
+from ragindex import arguments
 from ragindex.errors import (  # noqa: F401  (the command modules import the exit codes from here)
     EXIT_BUDGET,
     EXIT_BUSY,
@@ -80,26 +81,31 @@ def _errors(fn):
     return wrapper
 
 
-class FiniteFloat(click.ParamType):
-    """A float that must be finite (no nan, no inf) and not below ``minimum``."""
+class Checked(click.ParamType):
+    """A value the library's own check accepts (``check(value, name)`` from ``ragindex.arguments``), so the CLI
+    refuses exactly what the Python API and the HTTP service refuse, with the same words (a usage error, exit 2).
+    ``parse`` turns the command line's text into the value first (int, float), if it is not text."""
 
-    name = "number"
-
-    def __init__(self, minimum: float = 0.0) -> None:
-        self.minimum = minimum
+    def __init__(self, check, parse=None, name: str = "text") -> None:
+        self.check, self.parse, self.name = check, parse, name
 
     def convert(self, value, param, ctx):
-        import math
-
+        if isinstance(value, str) and self.parse is not None:
+            try:
+                value = self.parse(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a valid {self.name}", param, ctx)
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        if number < self.minimum:
-            self.fail(f"{value!r} is below {self.minimum}", param, ctx)
-        return number
+            return self.check(value, param.name if param is not None else self.name)
+        except ValueError as exc:  # ragindex.errors.ArgumentError
+            self.fail(str(exc), param, ctx)
+
+
+class FiniteFloat(Checked):
+    """A finite number (no nan, no inf) not below ``minimum``: ``ragindex.arguments.number``."""
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        super().__init__(lambda value, name: arguments.number(value, name, minimum), float, "number")
 
 
 class Ctx:
@@ -137,6 +143,8 @@ pass_ctx = click.make_pass_decorator(Ctx)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text.")
 wait_option = click.option("--wait", type=FiniteFloat(0), default=0, show_default=True,
                            help="Seconds to wait for another writer of the tenant (default: fail at once, exit 4).")
+hits_type = Checked(arguments.hits, int, "integer")  # -k: 1 to ragindex.arguments.MAX_HITS
+query_type = Checked(arguments.query)  # non-blank UTF-8 text (argv bytes that are not UTF-8 are refused, not "a bug")
 tenant_option = click.option("--tenant", "-t", required=True, help="Tenant name: a-z, 0-9, '_' and '-', at most 63 characters.")
 
 
@@ -225,8 +233,13 @@ def _print_plan(p: dict) -> None:
         fate = "are refused by the API (never truncated): this run would stop" if hosted else "will be truncated"
         click.echo(f"  WARNING    {p['truncated_chunks']} chunks exceed the model's {p['max_input_tokens']}-token input "
                    f"and {fate} ({p['truncated_to_embed']} of them to embed now); use a smaller schema")
+    if p.get("eval_texts_to_embed"):
+        click.echo(f"  eval set   {p['eval_texts_to_embed']} queries, {p['eval_tokens_to_embed']:,} tokens: the quality gate's, "
+                   "embedded once and cached")
     if p.get("probe_tokens"):
         click.echo(f"  probe      {p['probe_tokens']} tokens: the drift probe, embedded again by every paying run")
+    if p.get("total_tokens", p["tokens_to_embed"]) != p["tokens_to_embed"]:
+        click.echo(f"  total      {p['total_tokens']:,} tokens sent (what --budget-tokens is checked on)")
     click.echo(f"  time       ~{p['est_seconds']:.1f} s at {p['throughput_tokens_per_s']:,.0f} tok/s ({p['throughput_source']})")
     click.echo(f"  cost       {_usd(p['cost_usd'], p)} ({p.get('price_source') or ('self-hosted on ' + p['device'])})")
     for name, usd in p["hosted_usd"].items():

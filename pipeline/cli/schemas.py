@@ -23,8 +23,9 @@ def schemas():
 
 @schemas.command("init")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@json_option
 @_errors
-def schemas_init(directory):
+def schemas_init(directory, as_json):
     """Copy the shipped schemas and their lock into DIRECTORY (default ./schemas) to add your own versions.
 
     Example: ragindex schemas init && ragindex schemas list
@@ -42,7 +43,9 @@ def schemas_init(directory):
     for f in sorted((shipped / "chunkers").glob("*.toml")):
         shutil.copy2(f, dest / "chunkers" / f.name)
     shutil.copy2(shipped / "chunkers.lock", dest / "chunkers.lock")
-    click.echo(f"copied {len(list((dest / 'chunkers').glob('*.toml')))} schemas and chunkers.lock into {dest}")
+    out = {"directory": str(dest), "schemas": sorted(f.name for f in (dest / "chunkers").glob("*.toml")),
+           "lock": str(dest / "chunkers.lock")}
+    _emit(out, as_json, lambda o: click.echo(f"copied {len(o['schemas'])} schemas and chunkers.lock into {dest}"))
 
 
 @schemas.command("list")
@@ -72,8 +75,9 @@ def schemas_list(as_json):
 
 
 @schemas.command("lock")
+@json_option
 @_errors
-def schemas_lock():
+def schemas_lock(as_json):
     """Publish new schema versions into chunkers.lock; refuses if a published one changed.
 
     Example: ragindex schemas lock
@@ -81,7 +85,8 @@ def schemas_lock():
     from ragindex.schemas import SchemaRegistry
 
     new = SchemaRegistry().publish()
-    click.echo("published: " + ", ".join(new) if new else "nothing new to publish")
+    _emit({"published": list(new)}, as_json,
+          lambda o: click.echo("published: " + ", ".join(new) if new else "nothing new to publish"))
 
 
 @schemas.command("check")
@@ -120,8 +125,8 @@ def chunk(ctx, schema_ref, file, as_json):
 
     Example: ragindex chunk --schema markdown@1 README.md
     """
+    from ragindex.api import cut_document  # the CLI reaches the library through ragindex.api
     from ragindex.chunkers import build_chunker, needs_embeddings
-    from ragindex.indexing.chunk import cut_document
     from ragindex.ingest.convert import is_converted
     from ragindex.ingest.documents import normalise
     from ragindex.ingest.sources import read_converted_file

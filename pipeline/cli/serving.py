@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ragindex.cli.root import _emit, _errors, json_option, main, pass_ctx, tenant_option
@@ -11,24 +13,41 @@ from ragindex.cli.root import _emit, _errors, json_option, main, pass_ctx, tenan
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1: this machine only).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--max-body-bytes", envvar="RAGINDEX_MAX_BODY_BYTES", default=1 << 20, show_default=True,
+              type=click.IntRange(min=1024), help="Largest request body; a longer one gets 413 before it is read.")
+@click.option("--metrics-token", envvar="RAGINDEX_METRICS_TOKEN", default=None,
+              help="Bearer token /metrics requires (prefer $RAGINDEX_METRICS_TOKEN: a flag shows in `ps`). "
+                   "Without one, /metrics answers 404.")
+@click.option("--metrics-tenant-labels", envvar="RAGINDEX_METRICS_TENANT_LABELS", is_flag=True,
+              help="Label metrics with tenant names and live generation ids (off: no series names a tenant).")
+@json_option
 @pass_ctx
 @_errors
-def serve(ctx, host, port, log_level):
+def serve(ctx, host, port, log_level, max_body_bytes, metrics_token, metrics_tenant_labels, as_json):
     """Serve searches over HTTP: warm model, live generations kept loaded, per-tenant API keys.
 
     \b
     POST /v1/tenants/T/search        {"query": "...", "k": 5, "mode": "hybrid", "filter": {...}}
     POST /v1/tenants/T/search/batch  {"queries": [...], ...}
     GET  /healthz  /readyz  /metrics  /docs
-    Send `Authorization: Bearer KEY` with a key from `ragindex keys create --tenant T`.
+    Send `Authorization: Bearer KEY` with a key from `ragindex keys create --tenant T`
+    (checked before the body is read). /metrics needs --metrics-token; it is 404 without.
     Promotions are picked up without a restart; SIGTERM lets requests in flight finish.
+    With --json the startup line is a JSON object on stdout, and so is an error.
 
     Example: ragindex serve --port 8080
     """
+    from ragindex.serve.app import listen
     from ragindex.serve.app import serve as run
 
-    click.echo(f"ragindex serving {ctx.store.root} on http://{host}:{port} (docs at /docs)", err=True)
-    run(ctx.api, host=host, port=port, log_level=log_level)
+    sock = listen(host, port)  # first: a port in use is exit 1 with the reason, before the model loads
+    url = f"http://{host}:{port}"
+    if as_json:
+        click.echo(json.dumps({"serving": True, "home": str(ctx.store.root), "url": url, "docs": f"{url}/docs"}))
+    else:
+        click.echo(f"ragindex serving {ctx.store.root} on {url} (docs at /docs)", err=True)
+    run(ctx.api, host=host, port=port, log_level=log_level, sock=sock, max_body_bytes=max_body_bytes,
+        metrics_token=metrics_token, metrics_tenant_labels=metrics_tenant_labels)
 
 
 @main.group("keys")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -29,10 +30,13 @@ def tenants():
 @click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
               help="The tenant's default search mode (default: the default configuration's); for a live tenant, "
                    "`ragindex migrate --mode` changes it.")
+@json_option
 @pass_ctx
 @_errors
-def tenants_add(ctx, tenant, source, chunker, eval_set, tenant_model, tenant_dimensions, mode):
+def tenants_add(ctx, tenant, source, chunker, eval_set, tenant_model, tenant_dimensions, mode, as_json):
     """Register TENANT with its source and chunker schema (and, with $DAGSTER_HOME set, as a Dagster partition).
+
+    The source must be a folder, a .jsonl or .parquet file, or a document; nothing is saved otherwise.
 
     Example: ragindex tenants add acme --source ./acme-docs --chunker markdown@1
     """
@@ -43,11 +47,13 @@ def tenants_add(ctx, tenant, source, chunker, eval_set, tenant_model, tenant_dim
     s = ctx.tenant(tenant).add(source, chunker=chunker, eval_set=eval_set, model=tenant_model, dimensions=tenant_dimensions,
                                mode=mode)
     registered = register_partition(tenant)
-    click.echo(f"tenant {tenant}: source {source.resolve()}, chunker {s.chunker}"
-               + (f", model {tenant_model}" if tenant_model else "")
-               + (f", eval set {eval_set}" if eval_set else "")
-               + (f", search mode {mode}" if mode else "")
-               + (f"; partition registered in {os.environ['DAGSTER_HOME']}" if registered else ""))
+    out = {"tenant": tenant, **asdict(s), "dagster_partition_registered": registered}
+    _emit(out, as_json, lambda o: click.echo(
+        f"tenant {tenant}: source {o['source']}, chunker {o['chunker']}"
+        + (f", model {tenant_model}" if tenant_model else "")
+        + (f", eval set {eval_set}" if eval_set else "")
+        + (f", search mode {mode}" if mode else "")
+        + (f"; partition registered in {os.environ['DAGSTER_HOME']}" if registered else "")))
 
 
 @tenants.command("list")

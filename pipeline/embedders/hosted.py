@@ -13,11 +13,20 @@ behind the same ``Embedder`` interface as a local model, with the same guarantee
 * **Nothing billed is lost.** Requests complete one by one into the caller, which
   commits each one's vectors and billed tokens before taking the next; on an
   error or Ctrl-C the requests in flight are waited for and handed over too.
+* **Nothing billed goes unrecorded.** Each attempt goes through the job's
+  :class:`~ragindex.embedders.metering.Meter`: counted against the budget before it
+  is sent, and, when its answer is lost (a timeout, a 5xx, a dropped connection),
+  recorded as possibly billed, with its tokens and request id, before it is retried.
+* **Size.** The first answer fixes the vectors' size for a model of unknown size;
+  any answer of another size than ``--dimensions``, the model's known size or that
+  first answer is refused (:class:`DimensionMismatch`). The drift probe is the first
+  request of every run, so a wrong size is refused before the corpus is sent.
 * **Identity.** A hosted model has no weights to hash. Its fingerprint covers the
   provider, model, dimensions, base URL and an *epoch*; a fixed probe text set is
   embedded on first use and stored in the tenant's cache, and every run embeds
   it again: if the vectors moved (the provider changed the model behind the
-  name), the run is refused (:class:`ModelDrift`) rather than mixing vectors.
+  name), the run is refused (:class:`ModelDrift`) rather than mixing vectors. A
+  search checks the same, once per process (:meth:`OpenAIEmbedder.check_queries`).
 
 The API key comes from ``OPENAI_API_KEY`` and the endpoint from ``OPENAI_BASE_URL``
 (the client library's own variables); the key is never stored or printed.
@@ -26,11 +35,16 @@ The API key comes from ``OPENAI_API_KEY`` and the endpoint from ``OPENAI_BASE_UR
 from __future__ import annotations
 
 import os
+import threading
 import time
+import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import openai
+import tenacity
 
 from ragindex.chunkers.tokenizers import get_tokenizer
 from ragindex.embedders.limits import (
@@ -51,7 +65,11 @@ from ragindex.embedders.limits import (
     pack,
     retry_after,
 )
+from ragindex.embedders.metering import Meter
+from ragindex.errors import DimensionMismatch, ModelDriftError, SettingsError
 from ragindex.fsutil import fingerprint_of
+from ragindex.store.cache import stored_probe
+from ragindex.store.spend import PendingSpend
 
 
 class OpenAIEmbedder:
@@ -60,10 +78,12 @@ class OpenAIEmbedder:
     device = "api"
     normalize = True
 
-    def __init__(self, settings: HostedSettings, client=None, limiter: RateLimiter | None = None) -> None:
-        import openai
-
-
+    def __init__(self, settings: HostedSettings, client=None, limiter: RateLimiter | None = None,
+                 shared: dict | None = None) -> None:
+        key = os.environ.get("OPENAI_API_KEY")
+        if client is None and not key:
+            raise SettingsError(f"--model openai:{settings.model} needs an API key and OPENAI_API_KEY is not set; set it "
+                                "(any non-empty value for a server that needs none; OPENAI_BASE_URL for another endpoint)")
         self.settings = settings
         self.name = f"openai:{settings.model}"
         known = KNOWN_MODELS.get(settings.model, {})
@@ -73,29 +93,42 @@ class OpenAIEmbedder:
         self._tok = get_tokenizer("cl100k_base")
         self.max_seq_length = settings.max_input_tokens
         # The key is read by the client from $OPENAI_API_KEY and lives only in its headers.
-        self.client = client or openai.OpenAI(base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s,
-                                              api_key=os.environ.get("OPENAI_API_KEY") or None)
+        self.client = client or openai.OpenAI(base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s, api_key=key)
         self.limiter = limiter or RateLimiter(settings.tpm, settings.rpm)
         self.fingerprint = fingerprint_of(provider=PROVIDER, model=settings.model, dimensions=settings.dimensions,
                                           base_url=settings.base_url, epoch=settings.epoch)
         self.identity = fingerprint_of(provider=PROVIDER, model=settings.model, dimensions=settings.dimensions,
                                        base_url=settings.base_url)
         self.stats = {"requests": 0, "retries": 0, "billed_tokens": 0}
+        # Shared by every epoch of this model in this process: the provider's probe vectors, fetched once.
+        self._shared = shared if shared is not None else {"lock": threading.Lock(), "probe": None}
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIEmbedder({self.name!r}, base_url={self.settings.base_url!r}, epoch={self.settings.epoch})"
 
     @property
     def dim(self) -> int:
-        if self._dim is None:  # an unknown model: ask once
-            self._dim = int(self.embed(["dimension probe"]).shape[1])
+        if self._dim is None:  # an unknown model: its size comes with its first answer (the drift probe)
+            self.probe_vectors()
         return self._dim
 
+    @property
+    def expected_dim(self) -> int | None:
+        """The size every answer must have: ``--dimensions``, the model's known size, or its first answer's."""
+        return self._dim
+
+    def learn_dim(self, dim: int) -> None:
+        """A model of unknown size: take the size its stored probe has (so nothing is sent just to learn it)."""
+        if self._dim is None:
+            self._dim = int(dim)
+
     def with_epoch(self, epoch: int) -> "OpenAIEmbedder":
-        """The same model in another key space (after an accepted drift); shares the client and the limiter."""
+        """The same model in another key space (after an accepted drift); shares the client, the limiter and the
+        provider's probe vectors."""
         if epoch == self.settings.epoch:
             return self
-        other = OpenAIEmbedder(replace(self.settings, epoch=epoch), client=self.client, limiter=self.limiter)
+        other = OpenAIEmbedder(replace(self.settings, epoch=epoch), client=self.client, limiter=self.limiter,
+                               shared=self._shared)
         other._dim = self._dim
         return other
 
@@ -110,9 +143,6 @@ class OpenAIEmbedder:
     # -- sending -------------------------------------------------------------------
 
     def _retrying(self):
-        import openai
-        import tenacity
-
         def retryable(exc: BaseException) -> bool:
             if isinstance(exc, openai.RateLimitError):
                 return not _is_quota(exc)
@@ -128,21 +158,42 @@ class OpenAIEmbedder:
         return tenacity.Retrying(retry=tenacity.retry_if_exception(retryable), wait=wait_for,
                                  stop=tenacity.stop_after_attempt(self.settings.max_attempts), reraise=True)
 
-    def send(self, batch: list[Item]) -> Result:
-        """One request (retried as needed): the vectors, in order, and the tokens the API billed."""
-        import openai
+    def _attempt(self, batch: list[Item], tokens: int, meter: Meter):
+        """One attempt, metered: reserved against the cap before it is sent; if its answer is lost, recorded as
+        possibly billed before the caller may retry it."""
+        request_id = f"ragindex-{uuid.uuid4().hex}"  # sent as X-Client-Request-Id: the provider logs it
+        kwargs = {"dimensions": self.settings.dimensions} if self.settings.dimensions else {}
+        meter.reserve(tokens)
+        try:
+            raw = self.client.embeddings.with_raw_response.create(
+                input=[it.text for it in batch], model=self.settings.model, encoding_format="float",
+                extra_headers={"X-Client-Request-Id": request_id}, **kwargs)
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            if _answer_may_be_lost(exc):
+                meter.lost_answer(tokens, getattr(exc, "request_id", None) or request_id)
+            else:
+                meter.refused(tokens)
+            raise
+        except BaseException:
+            meter.refused(tokens)
+            raise
+        return raw
 
+    def send(self, batch: list[Item], meter: Meter | None = None) -> Result:
+        """One request (retried as needed): the vectors, in order, and the tokens the API billed.
+
+        ``meter`` (default: no cap) counts every attempt (see ``embedders.metering``). The
+        first answer fixes the size every answer must have (:class:`DimensionMismatch`)."""
+        meter = meter or Meter()
         tokens = sum(it.tokens for it in batch)
         self.limiter.acquire(tokens)
         t0 = time.perf_counter()
         attempts = 0
-        kwargs = {"dimensions": self.settings.dimensions} if self.settings.dimensions else {}
         try:
             for attempt in self._retrying():
                 with attempt:
                     attempts += 1
-                    raw = self.client.embeddings.with_raw_response.create(
-                        input=[it.text for it in batch], model=self.settings.model, encoding_format="float", **kwargs)
+                    raw = self._attempt(batch, tokens, meter)
         except openai.AuthenticationError as exc:
             raise HostedError(f"{self.settings.base_url} refused the API key ({exc.status_code}); set OPENAI_API_KEY "
                               "to a valid key") from None
@@ -167,13 +218,26 @@ class OpenAIEmbedder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)
         billed = int(resp.usage.prompt_tokens) if resp.usage is not None else tokens
+        meter.answered(tokens, billed)
         self.stats["requests"] += 1
         self.stats["billed_tokens"] += billed
-        if self._dim is None:
-            self._dim = vectors.shape[1]
+        self._check_dim(int(vectors.shape[1]))
         return Result([it.key for it in batch], vectors, [it.tokens for it in batch], billed, time.perf_counter() - t0, attempts)
 
-    def requests(self, items: Sequence[tuple[str, str, int]]) -> RequestPool:
+    def _check_dim(self, got: int) -> None:
+        """Adopt the first answer's size for a model of unknown size; refuse an answer of another size."""
+        if self._dim is None:
+            self._dim = got
+        if got != self._dim:
+            why = (f"--dimensions {self.settings.dimensions} asks for {self._dim}" if self.settings.dimensions
+                   else f"{self.settings.model} is known to give {self._dim}" if self.settings.model in KNOWN_MODELS
+                   else f"its first answer had {self._dim}")
+            raise DimensionMismatch(
+                f"{self.name} at {self.settings.base_url} returned {got}-dimensional vectors, but {why}; refused before "
+                "anything else was sent (what was billed is in the ledger). Check the model name, --dimensions and "
+                "OPENAI_BASE_URL")
+
+    def requests(self, items: Sequence[tuple[str, str, int]], meter: Meter | None = None) -> RequestPool:
         """The requests for ``(key, text, tokens)`` items, packed under the limits (InputTooLong before sending).
 
         Under a tokens-per-minute limit, a request carries about a second of the
@@ -182,14 +246,15 @@ class OpenAIEmbedder:
         """
         tpm = self.limiter.tpm
         request_tokens = max(2_000, int(tpm / 60)) if tpm else None
-        return RequestPool(self, pack([Item(*it) for it in items], self.settings, request_tokens))
+        return RequestPool(self, pack([Item(*it) for it in items], self.settings, request_tokens), meter)
 
-    def embed(self, texts: Sequence[str], on_batch=None, lengths: Sequence[int] | None = None) -> np.ndarray:
+    def embed(self, texts: Sequence[str], on_batch=None, lengths: Sequence[int] | None = None,
+              meter: Meter | None = None) -> np.ndarray:
         """Unit vectors for ``texts``, in order (queries, the probe): the same requests, without a cache."""
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         lengths = list(lengths) if lengths is not None else self.full_token_counts(texts)
-        pool = self.requests([(str(i), t, n) for i, (t, n) in enumerate(zip(texts, lengths))])
+        pool = self.requests([(str(i), t, n) for i, (t, n) in enumerate(zip(texts, lengths))], meter)
         out: dict[int, np.ndarray] = {}
         for res in pool:
             for k, v in zip(res.hashes, res.vectors):
@@ -200,20 +265,31 @@ class OpenAIEmbedder:
 
     # -- drift -----------------------------------------------------------------------
 
-    def check_probe(self, cache, accept_drift: bool = False) -> dict:
+    @property
+    def probe_tokens(self) -> int:
+        return sum(self.full_token_counts(list(PROBE_TEXTS)))
+
+    def probe_vectors(self, meter: Meter | None = None) -> np.ndarray:
+        """The provider's vectors for the probe texts now (sent; kept for :meth:`check_queries`)."""
+        vecs = self.embed(list(PROBE_TEXTS), meter=meter)
+        self._shared["probe"] = vecs
+        return vecs
+
+    def check_probe(self, cache, accept_drift: bool = False, meter: Meter | None = None) -> dict:
         """Embed the probe texts and compare them with the ones stored for this model in ``cache``.
 
         First use: stores them. Same vectors: ok. Moved: raises ModelDrift, unless
         ``accept_drift``, which starts a new epoch (a new key space: every text is
-        embedded again by the new model) and stores the new probe under it.
+        embedded again by the new model) and stores the new probe under it. The
+        caller records what the probe billed (``meter``) whatever the outcome.
         """
-        vecs = self.embed(list(PROBE_TEXTS))
-        tokens = sum(self.full_token_counts(list(PROBE_TEXTS)))
+        vecs = self.probe_vectors(meter)
+        tokens = self.probe_tokens
         stored = cache.probe(self.identity, self.settings.epoch)
         if stored is None:
             cache.store_probe(self.identity, self.settings.epoch, vecs)
             return {"status": "stored", "tokens": tokens, "epoch": self.settings.epoch}
-        cos = float(np.min(np.sum(stored * vecs, axis=1)))
+        cos = min_cosine(stored, vecs)
         if cos >= DRIFT_COSINE:
             return {"status": "same", "min_cosine": round(cos, 6), "tokens": tokens, "epoch": self.settings.epoch}
         if accept_drift:
@@ -223,7 +299,53 @@ class OpenAIEmbedder:
             f"{self.name} at {self.settings.base_url} now returns different vectors for the same texts (probe cosine "
             f"{cos:.4f} < {DRIFT_COSINE}): the provider changed the model behind this name. Mixing its new vectors with "
             "the stored ones would corrupt the index, so nothing was embedded. To move to the new model, re-embed "
-            "everything: `ragindex reindex --tenant T --accept-model-drift` (see `ragindex plan` for the cost)")
+            "everything: `ragindex reindex --tenant T --accept-model-drift` (`ragindex plan --accept-model-drift` "
+            "shows the cost)")
+
+    def check_queries(self, cache_path: Path, tenant: str) -> None:
+        """Before a search embeds a query: are the provider's vectors still those of the tenant's stored probe?
+
+        The probe is sent once per process (and shared by every epoch: the provider has one
+        model behind the name at a time); each tenant's stored probe is compared with it.
+        What the probe billed goes to the tenant's ledger (``store.spend``). A moved probe
+        raises :class:`ModelDriftError` until the tenant is re-embedded in a new epoch.
+        """
+        stored = stored_probe(cache_path, self.identity, self.settings.epoch)
+        if stored is None:  # never probed (nothing was ever sent for this tenant): nothing to compare with
+            return
+        with self._shared["lock"]:
+            current = self._shared["probe"]
+            if current is None:
+                spend = PendingSpend(cache_path, tenant, self.fingerprint)
+                meter = Meter(on_lost=spend.lost)
+                try:
+                    current = self.probe_vectors(meter)
+                finally:
+                    spend.done(meter.billed, meter.answers, self.probe_tokens if meter.answers else 0)
+        cos = min_cosine(stored, current)
+        if cos < DRIFT_COSINE:
+            raise ModelDriftError(
+                f"tenant {tenant!r} was embedded by {self.name} (epoch {self.settings.epoch}), but "
+                f"{self.settings.base_url} now returns different vectors for the same texts (probe cosine {cos:.4f} < "
+                f"{DRIFT_COSINE}): the provider changed the model behind this name, and a query embedded by it would be "
+                "scored against the old vectors. Searches are refused until the tenant is re-embedded: "
+                f"`ragindex reindex --tenant {tenant} --accept-model-drift` (`ragindex plan --tenant {tenant} "
+                "--accept-model-drift` shows the cost)")
+
+
+def min_cosine(stored: np.ndarray, current: np.ndarray) -> float:
+    """The smallest cosine between stored and current probe vectors (-1 when their sizes differ)."""
+    if stored.shape != current.shape:
+        return -1.0
+    return float(np.min(np.sum(stored * current, axis=1)))
+
+
+def _answer_may_be_lost(exc: BaseException) -> bool:
+    """Whether a failed attempt may have been billed: a 5xx (a gateway may have forwarded it), a timeout, a
+    connection dropped after the request left. A 4xx or 429 was refused; a connection never made sent nothing."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500
+    return type(exc.__cause__).__name__ not in ("ConnectError", "ConnectTimeout")  # the HTTP library's: never connected
 
 
 def _message(exc: BaseException) -> str:

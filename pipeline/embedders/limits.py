@@ -3,6 +3,7 @@ retry-after parsing and the pool of requests in flight (see ``embedders.hosted``
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -14,7 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ragindex.errors import HostedError, InputTooLong, ModelDrift, QuotaExceeded  # noqa: F401  (raised here; defined with the rest)
+from ragindex.errors import HostedError, InputTooLong, ModelDrift, QuotaExceeded, SettingsError  # noqa: F401  (raised here)
 
 PROVIDER = "openai-compatible"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -38,13 +39,21 @@ PROBE_TEXTS = (
 DRIFT_COSINE = 0.999  # the same model gives the same vectors to float noise; an update moves them far more
 
 
-def _env_int(name: str, default: int | None) -> int | None:
+def _env_number(name: str, default, whole: bool = True):
+    """``$name`` as a whole number >= 1 (or, without ``whole``, a finite number > 0); ``default`` when unset.
+
+    Anything else is a one-line SettingsError naming the variable, before a client is built or anything sent."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"${name} must be a whole number >= 1, got {raw!r}")
-    return int(raw)
+    try:
+        value = int(raw.strip()) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        what = "a whole number >= 1" if whole else "a number of seconds > 0"
+        raise SettingsError(f"{name} must be {what}, got {raw!r}; fix it or unset it (default: {default or 'none'})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -68,12 +77,12 @@ class HostedSettings:
     def from_env(cls, model: str, dimensions: int | None = None) -> "HostedSettings":
         base = (os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         return cls(model=model, base_url=base, dimensions=dimensions,
-                   concurrency=_env_int("RAGINDEX_API_CONCURRENCY", 4), tpm=_env_int("RAGINDEX_API_TPM", None),
-                   rpm=_env_int("RAGINDEX_API_RPM", None), timeout_s=float(os.environ.get("RAGINDEX_API_TIMEOUT_S", "60")),
-                   max_attempts=_env_int("RAGINDEX_API_MAX_ATTEMPTS", 8),
-                   max_inputs=_env_int("RAGINDEX_API_MAX_INPUTS", 2048),
-                   max_request_tokens=_env_int("RAGINDEX_API_MAX_REQUEST_TOKENS", 300_000),
-                   max_input_tokens=_env_int("RAGINDEX_API_MAX_INPUT_TOKENS", 8192))
+                   concurrency=_env_number("RAGINDEX_API_CONCURRENCY", 4), tpm=_env_number("RAGINDEX_API_TPM", None),
+                   rpm=_env_number("RAGINDEX_API_RPM", None), timeout_s=_env_number("RAGINDEX_API_TIMEOUT_S", 60.0, whole=False),
+                   max_attempts=_env_number("RAGINDEX_API_MAX_ATTEMPTS", 8),
+                   max_inputs=_env_number("RAGINDEX_API_MAX_INPUTS", 2048),
+                   max_request_tokens=_env_number("RAGINDEX_API_MAX_REQUEST_TOKENS", 300_000),
+                   max_input_tokens=_env_number("RAGINDEX_API_MAX_INPUT_TOKENS", 8192))
 
 
 # -- pacing -------------------------------------------------------------------------------
@@ -242,8 +251,9 @@ class RequestPool:
     and returns those that succeeded, so their billed vectors can still be saved.
     """
 
-    def __init__(self, embedder, batches: list[list[Item]]) -> None:
+    def __init__(self, embedder, batches: list[list[Item]], meter=None) -> None:
         self.embedder = embedder
+        self.meter = meter  # embedders.metering.Meter: the cap and the record of lost answers (None: none)
         self.pending = deque(batches)
         self.inflight: set[Future] = set()
         self.pool = ThreadPoolExecutor(max_workers=embedder.settings.concurrency, thread_name_prefix="embed-api")
@@ -251,7 +261,7 @@ class RequestPool:
 
     def _fill(self) -> None:
         while self.pending and len(self.inflight) < self.embedder.settings.concurrency:
-            self.inflight.add(self.pool.submit(self.embedder.send, self.pending.popleft()))
+            self.inflight.add(self.pool.submit(self.embedder.send, self.pending.popleft(), self.meter))
 
     def __iter__(self) -> Iterator[Result]:
         try:
@@ -273,7 +283,7 @@ class RequestPool:
         for f in list(self.inflight):
             try:
                 out.append(f.result())
-            except BaseException:  # noqa: BLE001 - a failed request billed nothing
+            except BaseException:  # noqa: BLE001 - a failed request's lost answers are already in the meter's record
                 continue
         self.inflight.clear()
         self.pool.shutdown(wait=True)

@@ -11,7 +11,7 @@ from ragindex.search.hybrid import DEFAULT_HYBRID
 
 
 def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embedder, k: int = 5,
-                   mode: str | None = None) -> dict[str, float] | None:
+                   mode: str | None = None, query_vectors=None) -> dict[str, float] | None:
     """Metrics of a generation of ``tenant`` on its eval set; None when it has none.
 
     ``generation`` is a loaded candidate (not yet written) or a generation id.
@@ -19,7 +19,8 @@ def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embed
     folder whose document ids are the tenant's, or a span dataset whose offsets
     are into the tenant's document texts. The generation itself is searched
     (every segment, deleted rows skipped); queries are embedded through the eval
-    cache under the store root.
+    cache under the store root, or given by ``query_vectors(embedder, queries)``
+    (a paid model's run: from the tenant's own cache, where its plan put them).
     """
     settings = store.settings(tenant)
     if settings.eval_set is None:
@@ -31,8 +32,13 @@ def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embed
     if gen.manifest.embedder_fp != embedder.fingerprint:
         raise ValueError(f"generation {gen.gen_id} of tenant {tenant!r} was embedded with another model; evaluate it with that model")
     mode = mode or gen.manifest.search_mode
-    qvecs = (CachedEmbedder(eval_cache_path(f"tenant-{tenant}", store.root), lambda: embedder, label=f"eval-{tenant}")
-             .embed(ds.queries) if mode != "bm25" else None)
+    if mode == "bm25":
+        qvecs = None
+    elif query_vectors is not None:
+        qvecs = query_vectors(embedder, ds.queries)
+    else:
+        qvecs = CachedEmbedder(eval_cache_path(f"tenant-{tenant}", store.root), lambda: embedder,
+                               label=f"eval-{tenant}").embed(ds.queries)
     # Deep enough that documents ranked by their best chunk are exact up to DOC_DEPTH for
     # typical chunk counts per document; for a span set only the top k matter.
     depth = min(gen.ntotal, max(k, DOC_DEPTH * 10) if ds.kind == "docs" else k)

@@ -78,7 +78,7 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
     refs, deletion_bytes = _apply_deletions(paths, base, staged)
     written += deletion_bytes
     if seg is not None:
-        refs.append(SegmentRef(id=seg.segment, rows=seg.rows, docs=seg.docs))
+        refs.append(SegmentRef.of(seg))
     manifest = Manifest(
         generation=new_generation_id(cs.docs_digest + (seg.segment if seg else "")), tenant=tenant, created_at=now_iso(),
         parent=cs.base, kind="index", chunker=cs.config.chunker, chunker_fp=cs.config.chunker_fp, embedder=embedder.name,
@@ -97,7 +97,7 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
     if store.settings(tenant).eval_set is not None and gates[0].passed:
         candidate = open_generation(paths, manifest, segments)
     gates.append(quality_gate(store, tenant, candidate, cs.base, embedder, tolerance=quality_tolerance, mode=search_mode,
-                              accept_regression=accept_regression))
+                              accept_regression=accept_regression, cache=cache))
     evals = {k[5:]: v for k, v in gates[1].metadata.items() if k.startswith("eval_")}
     manifest = write_manifest(paths, manifest.model_copy(update={
         "gates": {g.name: g.to_dict() for g in gates}, "eval": evals or None}))
@@ -151,6 +151,6 @@ def _apply_deletions(paths, base: Manifest | None, staged: StagedChunks) -> tupl
             continue  # nothing of it is live any more
         name, digest = write_deletions(paths, ref.id, ordinals)
         written += 4 * len(ordinals)
-        refs.append(SegmentRef(id=ref.id, rows=ref.rows, docs=ref.docs, deleted_docs=len(ordinals),
-                               deleted_rows=ref.deleted_rows + sum(new.values()), deletions=name, deletions_sha256=digest))
+        refs.append(ref.model_copy(update={"deleted_docs": len(ordinals), "deleted_rows": ref.deleted_rows + sum(new.values()),
+                                           "deletions": name, "deletions_sha256": digest}))  # keeps its binding
     return refs, written

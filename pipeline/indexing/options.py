@@ -5,6 +5,12 @@ assets' config all become a ``RunOptions``; :class:`ragindex.indexing.run.Tenant
 is the one thing that reads it. ``None`` means "the tenant's setting": its source,
 its pinned schema (that of its live generation), its search mode, its deletion
 policy.
+
+A ``RunOptions`` is checked when it is made (and so is every copy: ``but`` and
+``dataclasses.replace`` make a new one): ``wait`` and ``quality_tolerance`` are
+finite numbers >= 0, ``mode`` one of the search modes, ``budget`` a
+:class:`~ragindex.indexing.plan.Budget` (itself checked). A bad value raises
+ArgumentError before the run reads anything, whichever way it came in.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ragindex.arguments import choice, number, seconds
+from ragindex.errors import ArgumentError
 from ragindex.indexing.plan import Budget
 from ragindex.indexing.prices import Prices
+from ragindex.search.hybrid import MODES
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,13 @@ class RunOptions:
     quality_tolerance: float = 0.0  # allowed drop of any eval metric against the live generation
     wait: float = 0.0  # seconds to queue behind another writer of the tenant (0: fail at once, TenantBusy)
     progress: bool = False  # progress bars on stderr
+
+    def __post_init__(self) -> None:
+        seconds(self.wait)
+        number(self.quality_tolerance, "quality_tolerance")
+        choice(self.mode, MODES, "mode")
+        if not isinstance(self.budget, Budget):
+            raise ArgumentError(f"budget={self.budget!r} is not a Budget(tokens, cost_usd)")
 
     def but(self, **changes) -> "RunOptions":
         """A copy with ``changes`` (e.g. ``options.but(chunker="recursive-200@1", rebuild=True)``)."""

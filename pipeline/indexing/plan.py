@@ -9,11 +9,13 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
+from ragindex.arguments import number, whole
 from ragindex.chunkers.tokenizers import get_tokenizer
 from ragindex.embedders.limits import PROBE_TEXTS
 from ragindex.errors import BudgetExceeded  # noqa: F401  (raised here; defined with the rest)
-from ragindex.fsutil import atomic_write_text
+from ragindex.fsutil import atomic_write_text, sha256_text
 from ragindex.indexing.chunk import embed_texts
 from ragindex.indexing.prices import ModelPrice, Prices, model_price  # noqa: F401
 
@@ -25,6 +27,11 @@ class Plan:
     Document and chunk counts describe the whole tenant after the run; text,
     token and money figures describe what this run embeds (the chunks of new and
     changed documents whose text the tenant's cache does not hold yet).
+
+    For a paid model, everything the run sends is here: the texts, the tenant's
+    eval-set queries its quality gate needs (``eval_*``) and the drift probe
+    (``probe_tokens``); ``total_tokens`` and ``total_cost_usd`` add them up, and the
+    budget is checked on them.
     """
 
     tenant: str
@@ -65,6 +72,10 @@ class Plan:
     price_source: str = ""
     cost_known: bool = True  # False: a hosted model no price table knows (a money budget cannot be checked; report() says null)
     probe_tokens: int = 0  # a hosted model's drift probe, sent once per paying run
+    # A paid model's eval-set queries the quality gate scores with, not in the cache yet (embedded with the texts,
+    # cached by the same content-hash key). A local model's go through the evaluation cache, as they cost no money.
+    eval_texts_to_embed: int = 0
+    eval_tokens_to_embed: int = 0
     hosted_usd: dict[str, float] = field(default_factory=dict)
     # text_hash -> text of what will be embedded, longest first, and per-text token
     # counts (model, cl100k); the embed stage reuses them instead of tokenising
@@ -85,8 +96,13 @@ class Plan:
 
     @property
     def total_tokens(self) -> int:
-        """Model tokens this run embeds: chunks plus a clustering chunker's pieces."""
-        return self.tokens_to_embed + self.chunker_tokens_to_embed
+        """Model tokens this run sends: chunks, a clustering chunker's pieces, eval-set queries and the drift probe."""
+        return self.tokens_to_embed + self.chunker_tokens_to_embed + self.eval_tokens_to_embed + self.probe_tokens
+
+    @property
+    def ledger_tokens(self) -> int:
+        """What this plan's own ledger row plans to send (a clustering chunker's pieces have their own row)."""
+        return self.tokens_to_embed + self.eval_tokens_to_embed + self.probe_tokens
 
     @property
     def total_cost_usd(self) -> float:
@@ -122,16 +138,28 @@ class Plan:
         d.pop("skipped")
         d["cost_usd"] = self.usd(self.cost_usd)
         d["chunker_cost_usd"] = self.usd(self.chunker_cost_usd)
+        d["total_tokens"] = self.total_tokens
         d["reused_pct"] = round(self.reused_pct, 2)
         return d
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A run's limits: model tokens to embed and estimated money (None: no limit)."""
+    """A run's limits: model tokens to embed and estimated money (None: no limit).
+
+    Checked when made, for every way in (CLI, API, migrate, Dagster config): ``tokens`` a
+    whole number >= 0, ``cost_usd`` a finite number >= 0, else ArgumentError. A NaN limit
+    would pass every comparison, i.e. disable the budget.
+    """
 
     tokens: int | None = None
     cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None:
+            whole(self.tokens, "budget_tokens")
+        if self.cost_usd is not None:
+            number(self.cost_usd, "max_cost")
 
     def violations(self, plan: Plan) -> list[str]:
         out = []
@@ -145,11 +173,15 @@ class Budget:
         return out
 
 
-def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "Throughput") -> Plan:
-    """The plan of a staged run. ``cached``: which of its text hashes the cache holds for this embedder.
+def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "Throughput",
+              queries: Sequence[str] = (), probe: bool = True) -> Plan:
+    """The plan of a staged run. ``cached``: which of its text hashes (and queries') the cache holds for this embedder.
 
     Each new text is tokenised once with the model's tokenizer; cl100k counts
     come from the chunker's own counts when the schema counts in cl100k_base.
+    ``queries``: a paid model's eval-set queries the run's quality gate scores with
+    (those not cached are embedded with the texts). ``probe``: whether this plan's
+    ledger row sends the run's drift probe when it sends anything.
     """
     cs = staged.changes
     rows = staged.rows
@@ -174,11 +206,15 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     tokens = int(sum(counts))
     rate, source = throughput.get(embedder)
     hosted = embedder.device == "api"
-    probe = embedder_probe_tokens(embedder) if hosted and missing else 0
-    seconds = (tokens + probe) / rate if rate > 0 else 0.0
+    asked = {sha256_text(q): q for q in queries} if hosted else {}
+    new_queries = [(h, q) for h, q in asked.items() if h not in cached and h not in first]
+    query_counts = embedder.full_token_counts([q for _, q in new_queries]) if new_queries else []
+    probe = embedder_probe_tokens(embedder) if hosted and probe and (missing or new_queries) else 0
+    sent = tokens + int(sum(query_counts)) + probe
+    seconds = sent / rate if rate > 0 else 0.0
     if hosted:
         price = model_price(embedder)
-        cost, cost_known, price_source = ((tokens + probe) / 1e6 * (price.usd_per_mtok or 0.0), price.usd_per_mtok is not None,
+        cost, cost_known, price_source = (sent / 1e6 * (price.usd_per_mtok or 0.0), price.usd_per_mtok is not None,
                                           price.source)
     else:
         cost, cost_known = prices.seconds_usd(seconds, embedder.device), True
@@ -201,15 +237,16 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
         truncated_to_embed=sum(1 for j in missing if full[j] > limit), max_input_tokens=limit,
         throughput_tokens_per_s=round(rate, 1), throughput_source=source, est_seconds=round(seconds, 3),
         cost_usd=cost, price_source=price_source, cost_known=cost_known, probe_tokens=probe,
+        eval_texts_to_embed=len(new_queries), eval_tokens_to_embed=int(sum(query_counts)),
         conversions=cs.conversions.to_dict(),
         hosted_usd=prices.hosted_usd(cl100k),
-        to_embed={uniq[missing[i]]: texts[first[uniq[missing[i]]]] for i in order},
-        to_embed_tokens={uniq[missing[i]]: (counts[i], cl100k_each[i]) for i in order},
+        to_embed={**{uniq[missing[i]]: texts[first[uniq[missing[i]]]] for i in order}, **dict(new_queries)},
+        to_embed_tokens={**{uniq[missing[i]]: (counts[i], cl100k_each[i]) for i in order},
+                         **{h: (n, n) for (h, _), n in zip(new_queries, query_counts)}},  # a hosted model counts in cl100k
     )
 
 
 def embedder_probe_tokens(embedder) -> int:
-
     return sum(embedder.full_token_counts(list(PROBE_TEXTS)))
 
 

@@ -11,17 +11,26 @@ readable, holding a vector for every row). Repair never re-embeds:
 * a missing or corrupt cache is refilled from the vectors the segments store;
 * a generation that still names something broken (or whose manifest is corrupt)
   is moved aside as ``<gen>.json.damaged``, and CURRENT moves to the newest
-  intact generation that passed its checks.
+  intact generation that passed its checks;
+* ``CURRENT`` that is not a file, or ``segments``, ``deletions`` or ``generations``
+  that is not a directory, is moved aside as ``<name>.damaged`` (structural damage
+  is damage, exit 5, never a permissions problem).
 
-So after a repair that reports ``repaired``, a plain verify is ok again.
+A segment that is not this tenant's (``ForeignSegment``: written for another
+tenant, or not the one its generation recorded) is reported under ``foreign`` and
+never repaired, nor used to refill the cache: the generations naming it are moved
+aside. A tenant without a live generation (none yet, or all moved aside) is never
+reported ok. So after a repair that reports ``repaired``, a plain verify is ok again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,10 +44,11 @@ from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS
 from ragindex.store.cache import CacheBusy, CacheError, EmbeddingCache
 from ragindex.store.lexical import LexicalIndex
 from ragindex.store.locking import require_held
-from ragindex.store.manifests import GenerationError, SourceState, current_id, list_generations, promote, read_manifest
+from ragindex.store.manifests import GenerationError, SourceState, check_ref, current_id, list_generations, promote, read_manifest
 from ragindex.store.paths import TenantPaths
 from ragindex.store.segments import (
     SEGMENT_RE,
+    ForeignSegment,
     SegmentError,
     SegmentInfo,
     _parquet_bytes,
@@ -62,10 +72,10 @@ def verify(paths: TenantPaths, repair: bool = False, store=None) -> dict:
     again, but generations that could not be made whole were moved aside) or damaged (problems remain)."""
     if repair:
         require_held(paths.lock, f"repairing tenant {paths.name}")
-    out: dict = {"tenant": paths.name, "problems": [], "generations": [], "segments": {}, "repairs": [], "moved_aside": []}
+    out: dict = {"tenant": paths.name, "problems": [], "generations": [], "segments": {}, "foreign": [], "repairs": [],
+                 "moved_aside": []}
     found = _inspect(paths, out)
     if repair and (out["problems"] or any(not g["ok"] for g in out["generations"]) or found["bad_current"]):
-
         _repair(paths, out, found, store or TenantStore(paths.root.parent.parent))
         after = verify(paths, repair=False)
         out["after"] = {"ok": after["ok"], "problems": after["problems"]}
@@ -84,7 +94,10 @@ def verify(paths: TenantPaths, repair: bool = False, store=None) -> dict:
 
 def _inspect(paths: TenantPaths, out: dict) -> dict:
     """Fill ``out`` with what is wrong; return the details repair needs."""
-    found: dict = {"bad_current": False, "manifests": {}, "bad_segments": {}, "bad_deletions": set(), "cache": "ok"}
+    found: dict = {"bad_current": False, "manifests": {}, "bad_segments": {}, "foreign": set(), "bad_deletions": set(),
+                   "cache": "ok", "structure": _structure(paths)}
+    out["problems"] += [f"{p} is not a directory (structural damage; --repair moves it aside)"
+                        for p, kind in found["structure"] if kind == "directory"]  # CURRENT: current_id says it
     try:
         live = current_id(paths)
     except GenerationError as exc:
@@ -99,18 +112,37 @@ def _inspect(paths: TenantPaths, out: dict) -> dict:
     if live is None and gens and not found["bad_current"]:
         found["bad_current"] = True
         out["problems"].append(f"CURRENT is missing, but {len(gens)} generation(s) exist: search has no live generation")
+    elif live is None and not found["bad_current"]:
+        aside = sorted(paths.generations.glob("*.json.damaged*")) if paths.generations.is_dir() else []
+        why = f"every generation was moved aside ({len(aside)} *.json.damaged)" if aside else "none was built yet"
+        out["problems"].append(f"tenant {paths.name} has no live generation ({why}): search has nothing to serve; "
+                               f"run `ragindex reindex --tenant {paths.name}`")
     for gen in gens:
         try:
             found["manifests"][gen] = read_manifest(paths, gen)
         except GenerationError as exc:
             found["manifests"][gen] = None
             out["generations"].append({"generation": gen, "live": gen == live, "ok": False, "problems": [str(exc)]})
-    seg_ids = sorted({r.id for m in found["manifests"].values() if m for r in m.segments})
+    refs: dict[str, list] = {}
+    for gen, m in found["manifests"].items():
+        for r in (m.segments if m else []):
+            refs.setdefault(r.id, []).append((gen, r))
+    seg_ids = sorted(refs)
     for sid in seg_ids:
-        problems = check_segment(paths, sid)
+        try:
+            for gen, r in refs[sid]:
+                check_ref(paths, r, gen)  # this tenant's, and the segment each generation recorded
+            problems = check_segment(paths, sid)
+        except ForeignSegment as exc:
+            found["foreign"].add(sid)
+            out["problems"].append(str(exc))
+            problems = [str(exc)]
+        except SegmentError:
+            problems = check_segment(paths, sid)  # says what is wrong with it
         out["segments"][sid] = problems
         if problems:
             found["bad_segments"][sid] = problems
+    out["foreign"] = sorted(found["foreign"])
     for m in found["manifests"].values():
         for r in (m.segments if m else []):
             if r.deletions and r.deletions not in found["bad_deletions"]:
@@ -167,30 +199,43 @@ def _text_hashes(paths: TenantPaths, sid: str, info: SegmentInfo) -> list[str]:
 # -- repair -----------------------------------------------------------------------
 
 
+def _structure(paths: TenantPaths) -> list[tuple[Path, str]]:
+    """(path, what it should be) for each of CURRENT, segments, deletions and generations that is something else."""
+    bad = [(paths.current, "file")] if paths.current.exists() and not paths.current.is_file() else []
+    return bad + [(d, "directory") for d in (paths.segments, paths.deletions, paths.generations) if d.exists() and not d.is_dir()]
+
+
 def _repair(paths: TenantPaths, out: dict, found: dict, store) -> None:
+    for path, kind in found["structure"]:
+        out["repairs"].append(f"{path.name} was not a {kind}: moved aside as {_aside(path)}")
+        if kind == "directory":
+            path.mkdir(mode=0o700)
     intact = [sid for sid in out["segments"] if sid not in found["bad_segments"]]
     if found["cache"] in ("missing", "corrupt", "incomplete"):
         out["repairs"].append(_refill_cache(paths, intact, aside=found["cache"] == "corrupt"))
     with contextlib.ExitStack() as stack:
         cache = stack.enter_context(EmbeddingCache(paths.cache, read_only=True)) if paths.cache.exists() else None
-        for sid, problems in found["bad_segments"].items():
+        for sid in found["bad_segments"]:
+            if sid in found["foreign"]:
+                out["repairs"].append(f"segment {sid}: not repaired and not used for any repair (not this tenant's)")
+                continue
             try:
                 what = repair_segment(paths, sid, cache, store)
                 out["repairs"].append(f"segment {sid}: {what}")
             except (SegmentError, KeyError, GenerationError, ValueError) as exc:
                 out["repairs"].append(f"segment {sid}: not repairable ({exc})")
-    still_bad = {sid for sid in found["bad_segments"] if check_segment(paths, sid)}
+    still_bad = {sid for sid in found["bad_segments"] if sid in found["foreign"] or check_segment(paths, sid)}
     for gen, m in found["manifests"].items():
         broken = m is None or any(r.id in still_bad or r.deletions in found["bad_deletions"] for r in m.segments)
         if broken:
-            aside = _move_aside(paths, gen)
+            aside = _aside(paths.manifest(gen))
             out["moved_aside"].append(aside)
             out["repairs"].append(f"generation {gen} cannot be made whole; moved aside as {aside}")
     _repair_current(paths, out)
 
 
-def _move_aside(paths: TenantPaths, gen: str) -> str:
-    src = paths.manifest(gen)
+def _aside(src: Path) -> str:
+    """Rename ``src`` to ``<name>.damaged`` (``.damaged-2``... if taken), for inspection; the new name."""
     dst = src.with_name(f"{src.name}.damaged")
     n = 1
     while dst.exists():
@@ -236,7 +281,6 @@ def _refill_cache(paths: TenantPaths, seg_ids: list[str], aside: bool) -> str:
     restored = 0
     with EmbeddingCache(paths.cache) as cache:
         for sid in seg_ids:
-
             seg = load_segment(paths, sid)
             if seg.index.ntotal:
                 restored += cache.restore(seg.info.embedder_fp, seg.rows.column("text_hash").to_pylist(), vectors_of(seg.index), sid)
@@ -288,8 +332,6 @@ def repair_segment(paths: TenantPaths, sid: str, cache: EmbeddingCache | None, s
 
 
 def _replace(path, data: bytes) -> str:
-    import hashlib
-
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
@@ -308,7 +350,6 @@ def _docs_from_rows(rows: pa.Table) -> pa.Table:
 
 def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
     """The segment's rows, made again: its documents read from the tenant's source and chunked with its schema."""
-
     if store is None:
         raise SegmentError("rows.parquet is damaged; rebuilding it needs the tenant's source")
     docs = pq.read_table(pa.BufferReader(read_verified(segment_dir(paths, info.segment) / "docs.parquet", info.files["docs.parquet"])))
@@ -333,7 +374,6 @@ def _rows_from_source(paths: TenantPaths, info: SegmentInfo, store) -> pa.Table:
     cs = ChangeSet(cfg, None, 0, 0, None, None, SourceState(path=str(source), kind="folder"), upserts=ups)
     vectors = None
     if schema.needs_embeddings:  # a clustering chunker: its pieces' vectors are in the tenant's cache
-
         hashes = list(dict.fromkeys(piece_stage(cs, schema).rows.column("text_hash").to_pylist()))
         with EmbeddingCache(paths.cache, read_only=True) as cache:
             if len(cache.cached_hashes(info.embedder_fp, hashes)) < len(hashes):

@@ -27,17 +27,18 @@ from ragindex.fsutil import sha256_text
 from ragindex.indexing.checks import ChecksFailed, Gate, MassDeletion, budget_gate, deletion_gate
 from ragindex.indexing.chunk import StagedChunks, chunk_changes, piece_stage
 from ragindex.indexing.commit import CommitResult, commit, content_versions, epoch_of
-from ragindex.indexing.embed import embed_plan, no_ledger
+from ragindex.indexing.embed import Spend, embed_plan, no_ledger
 from ragindex.indexing.options import RunOptions
 from ragindex.indexing.plan import Budget, BudgetExceeded, Plan, Throughput, make_plan
 from ragindex.indexing.prices import Prices
 from ragindex.indexing.result import Embedded, IndexingResult, resolve, resolve_schema  # noqa: F401  (part of this API)
+from ragindex.indexing.spending import cache_gap, eval_queries, spend_for
 from ragindex.ingest.changes import detect_changes
 from ragindex.ingest.changeset import ChangeSet, RunConfig
 from ragindex.search.generation import SegmentCache
 from ragindex.search.searcher import tenant_mode
 from ragindex.store import conversions
-from ragindex.store.cache import CacheError, EmbeddingCache
+from ragindex.store.cache import EmbeddingCache
 from ragindex.store.manifests import GenerationError, LiveState, current_id, live_manifest, load_live_state, read_manifest
 from ragindex.store.tenants import TenantSettings, TenantStore
 from ragindex.store.writer import TenantWriter, probe_writer
@@ -61,6 +62,13 @@ class TenantRun:
         self.store, self.tenant = store, tenant
         self.paths = store.paths(tenant)
         self.embedder = self._in_key_space(embedder)
+        # --accept-model-drift: planned (and budgeted) as what it costs when the probe finds a drift, a new key
+        # space in which every text is embedded again; the probe is compared in the live epoch, once.
+        self._accept_from = epoch_of(self.embedder) if o.accept_model_drift and self._hosted_live() else None
+        if self._accept_from is not None:
+            self.embedder = self.embedder.with_epoch(self._accept_from + 1)
+        self._spend: Spend | None = None
+        self._plan_now: Plan | None = None  # the latest plan, which a refusal mid-run reports
         embedder = self.embedder
         src, self.schema = resolve(store, tenant, o.source, o.chunker)
         self.config = RunConfig(tenant, str(Path(src).absolute()), self.schema.ref, self.schema.chunk_fingerprint(embedder.fingerprint), embedder.name,
@@ -116,7 +124,7 @@ class TenantRun:
             pieces = piece_stage(changes, self.schema)
             hashes = list(dict.fromkeys(pieces.rows.column("text_hash").to_pylist()))
             with self._reading_cache() as cache:
-                have = cache.cached_hashes(self.embedder.fingerprint, hashes) if cache is not None and hashes else set()
+                have = self._cached(cache, hashes) if cache is not None and hashes else set()
                 if len(have) < len(hashes):
                     staged = chunk_changes(self.paths, changes, self.schema, progress=self.options.progress, bound=True)
                 else:
@@ -130,15 +138,15 @@ class TenantRun:
     def plan(self, staged: StagedChunks) -> Plan:
         """The exact plan of ``staged`` against the tenant's cache (read-only unless the run holds the lock)."""
         t0 = time.perf_counter()
-        hashes = list(dict.fromkeys(staged.rows.column("text_hash").to_pylist()))
-        if self._cache is not None:
-            cached = self._cache.cached_hashes(self.embedder.fingerprint, hashes)
-        elif self.paths.cache.exists() and hashes:
-            with EmbeddingCache(self.paths.cache, read_only=True) as cache:
-                cached = cache.cached_hashes(self.embedder.fingerprint, hashes)
-        else:
-            cached = set()
-        plan = make_plan(staged, cached, self.embedder, self.prices, self._throughput())
+        queries = [] if staged.changes.is_noop else eval_queries(self._settings(), self.mode, self._live_manifest(), self.embedder)
+        hashes = list(dict.fromkeys(staged.rows.column("text_hash").to_pylist() + [sha256_text(q) for q in queries]))
+        with contextlib.ExitStack() as stack:
+            cache = stack.enter_context(self._reading_cache()) if hashes else None  # nothing to look up: not opened
+            gap = cache_gap(self.paths, self._live_manifest(), cache) if hashes and self._cache is None else None
+            if gap is not None:  # (under the lock, _lock checked it)
+                raise gap
+            cached = self._cached(cache, hashes) if cache is not None else set()
+        plan = make_plan(staged, cached, self.embedder, self.prices, self._throughput(), queries=queries)
         if staged.pieces is not None:
             pieces = self._pieces[0] if self._pieces is not None else self._piece_plan(staged)
             plan = plan.with_chunker_embeddings(pieces, exact=not staged.bound)
@@ -175,7 +183,6 @@ class TenantRun:
                 if not gate.passed:
                     return Embedded(staged, plan, no_ledger(plan), gate)
             self._lock(wait)
-        self._accept_drift()
         staged = self._fresh(staged)
         if staged.bound:
             # A clustering chunker: budget the bound, embed the pieces, chunk for real, budget again.
@@ -186,13 +193,11 @@ class TenantRun:
             staged = self._embed_pieces(staged)
         plan = self.plan(staged)
         gate = budget_gate(plan, self.options.budget)
-        if not gate.passed:
+        if not gate.passed:  # refused for budget reasons: nothing was sent, not even the probe
             return Embedded(staged, plan, self._with_pieces(no_ledger(plan)), gate)
-        t0 = time.perf_counter()
-        ledger = embed_plan(self._cache, self.embedder, plan, self.prices, progress=self.options.progress)
-        if ledger.get("run_id"):
-            self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
-        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
+        ledger = self._embed_plan(plan)
+        if ledger.get("replan"):  # --accept-model-drift, and the probe found no drift: the live epoch's plan
+            return self.embed(staged)
         return Embedded(staged, plan, self._with_pieces(ledger), gate)
 
     def commit(self, embedded: Embedded, wait: float = 0.0) -> IndexingResult:
@@ -244,12 +249,8 @@ class TenantRun:
     def missing_vectors(self, staged: StagedChunks) -> int:
         """Texts of ``staged`` that still have no vector in the cache (0 after a successful embed stage)."""
         hashes = list(dict.fromkeys(staged.rows.column("text_hash").to_pylist()))
-        if self._cache is not None:
-            return len(hashes) - len(self._cache.cached_hashes(self.embedder.fingerprint, hashes))
-        if not hashes or not self.paths.cache.exists():
-            return len(hashes)
-        with EmbeddingCache(self.paths.cache, read_only=True) as cache:
-            return len(hashes) - len(cache.cached_hashes(self.embedder.fingerprint, hashes))
+        with self._reading_cache() as cache:
+            return len(hashes) - (len(self._cached(cache, hashes)) if cache is not None and hashes else 0)
 
     # -- helpers ------------------------------------------------------------
 
@@ -268,20 +269,32 @@ class TenantRun:
         """The exact plan of the pieces a clustering chunker embeds for ``staged``."""
         hashes = list(dict.fromkeys(staged.pieces.rows.column("text_hash").to_pylist()))
         with self._reading_cache() as cache:
-            cached = cache.cached_hashes(self.embedder.fingerprint, hashes) if cache is not None and hashes else set()
-        plan = make_plan(staged.pieces, cached, self.embedder, self.prices, self._throughput())
+            cached = self._cached(cache, hashes) if cache is not None and hashes else set()
+        plan = make_plan(staged.pieces, cached, self.embedder, self.prices, self._throughput(), probe=False)
         return replace(plan, chunker=f"{plan.chunker} pieces")
 
     def _embed_pieces(self, staged: StagedChunks) -> StagedChunks:
         """Under the lock: embed a clustering chunker's missing pieces (own ledger row), then chunk exactly."""
-        t0 = time.perf_counter()
         pieces = self._piece_plan(staged)
-        ledger = embed_plan(self._cache, self.embedder, pieces, self.prices, progress=self.options.progress)
-        if ledger.get("run_id"):
-            self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
+        ledger = self._embed_plan(pieces)
+        if ledger.get("replan"):
+            return self._fresh(staged)
         self._pieces = (pieces, ledger)
-        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
         return self.chunk(staged.changes)
+
+    def _embed_plan(self, plan: Plan) -> dict:
+        """Embed ``plan`` under the run's one :class:`Spend` (its budget's cap, its probe sent once)."""
+        t0 = time.perf_counter()
+        self._plan_now = plan
+        if self._spend is None:
+            self._spend = spend_for(self.options.budget, self.embedder, lambda: self._plan_now, self._accept_from)
+        ledger = embed_plan(self._cache, self.embedder, plan, self.prices, progress=self.options.progress, spend=self._spend)
+        if ledger.get("replan"):
+            self._use_epoch(self._accept_from)
+        elif ledger.get("run_id"):
+            self._throughput().record(self.embedder, ledger["tokens"], ledger["seconds"])
+        self.seconds["embed"] = self.seconds.get("embed", 0.0) + time.perf_counter() - t0
+        return ledger
 
     def _with_pieces(self, ledger: dict) -> dict:
         """A run's ledger, with the ledger row of the pieces a clustering chunker embedded first, if any."""
@@ -301,12 +314,20 @@ class TenantRun:
         same_model = live is not None and live.embedder == embedder.name
         return with_epoch(live.embedder_epoch) if same_model else embedder
 
-    def _accept_drift(self) -> None:
-        """--accept-model-drift: probe now; if the provider's model changed, move to a new key space (epoch)."""
-        if not (self.options.accept_model_drift and hasattr(self.embedder, "check_probe")):
-            return
-        probe = self.embedder.check_probe(self._cache, accept_drift=True)
-        self._use_epoch(probe["epoch"])
+    def _hosted_live(self) -> bool:
+        """A hosted model that made the live generation (what --accept-model-drift applies to)."""
+        live = self._live_manifest()
+        return hasattr(self.embedder, "check_probe") and live is not None and live.embedder == self.embedder.name
+
+    def _live_manifest(self):
+        return live_manifest(self.paths) if self.paths.root.is_dir() else None
+
+    def _settings(self) -> TenantSettings | None:
+        return self.store.settings(self.tenant) if self.store.exists(self.tenant) else None
+
+    def _cached(self, cache: EmbeddingCache, hashes: list[str]) -> set[str]:
+        """Which of ``hashes`` the cache holds for the run's model, at the size its answers have (if known)."""
+        return cache.cached_hashes(self.embedder.fingerprint, hashes, getattr(self.embedder, "expected_dim", None))
 
     def _use_epoch(self, epoch: int) -> None:
         if epoch != epoch_of(self.embedder):
@@ -315,10 +336,15 @@ class TenantRun:
                                   chunker_fp=self.schema.chunk_fingerprint(self.embedder.fingerprint))
 
     def _adopt(self, staged: StagedChunks) -> None:
-        """A step after the one that accepted a drift: continue in the key space that step chose."""
+        """A step after the one that accepted a drift: continue in the key space that step chose (a step that
+        accepts one and has not probed yet plans in the next epoch; once it has, its probe chose)."""
+        if self._spend is not None and self._spend.probe is not None:
+            return
         cfg = staged.changes.config
         if hasattr(self.embedder, "with_epoch") and cfg.embedder == self.embedder.name:
             self._use_epoch(cfg.embedder_epoch)
+        if self._accept_from is not None:
+            self._use_epoch(self._accept_from + 1)
 
     def _throughput(self) -> Throughput:
         return Throughput(self.store.root)
@@ -334,12 +360,16 @@ class TenantRun:
             # A tenant made by its first reindex (or registered without a source) remembers where its documents are.
             self._writer.save_settings(replace(stored, source=self.config.source))
         live = live_manifest(paths)
-        if live is not None and live.segments and not paths.cache.exists():
-            # Every vector is still in the segments: refill the cache from them rather than pay again.
-            raise CacheError(f"{paths.cache} is missing, but generation {live.generation} holds {live.chunks} vectors; "
-                              f"run `ragindex verify --tenant {self.tenant} --repair` to refill the cache from them "
-                              "(re-embedding would pay for every text again)")
-        self._cache = self._stack.enter_context(EmbeddingCache(paths.cache))
+        # A missing, empty or partial cache: every vector is still in the segments; refill, do not pay again.
+        if not paths.cache.exists() and (gap := cache_gap(paths, live, None)) is not None:
+            raise gap  # (before the cache is created)
+        cache = self._stack.enter_context(EmbeddingCache(paths.cache))
+        if (gap := cache_gap(paths, live, cache)) is not None:
+            raise gap
+        stored = cache.probe(self.embedder.identity, epoch_of(self.embedder)) if hasattr(self.embedder, "learn_dim") else None
+        if stored is not None:
+            self.embedder.learn_dim(stored.shape[1])  # a model of unknown size: no request just to learn it
+        self._cache = cache
 
     def _stale(self, staged: StagedChunks) -> bool:
         return current_id(self.paths) != staged.changes.base or staged.changes.config != self.config

@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from ragindex.errors import ChangeError  # noqa: F401  (raised here; defined with the rest)
+from ragindex.errors import ChangeError, SourceError  # noqa: F401  (raised here; defined with the rest)
 from ragindex.fsutil import sha256_file
 from ragindex.ingest.changeset import ChangeSet, Deleted, DocChange, DocRef, RunConfig, canonical_metadata
 from ragindex.ingest.convert import CONVERTERS, Converted, fingerprint, label
@@ -189,6 +189,7 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
     files it does not hold are converted in ``pool`` (one is started if needed).
     """
     src = Path(cfg.source)
+    _still_a_folder(src, cfg, live)
     kind = source_kind(src)
     det = _Detector(cfg, live, rescan, rebuild)
     cs = det.cs
@@ -270,6 +271,21 @@ def detect_changes(cfg: RunConfig, live: LiveState, *, rescan: bool = False, reb
     finally:
         bar.close()
     return det.finish(unreadable)
+
+
+def _still_a_folder(src: Path, cfg: RunConfig, live: LiveState) -> None:
+    """SourceError if the live generation read ``src`` as a folder and it is now a file (nothing is read).
+
+    Read as a source of its own, the file would delete every document of the folder
+    (or fail as a kind ragindex does not read): a sync gone wrong or an archive put in
+    the folder's place is refused with what happened, and the index stays as it is.
+    """
+    m = live.manifest
+    was = m.source.kind if m is not None and m.source is not None and m.source.path == cfg.source else None
+    if was == "folder" and src.exists() and not src.is_dir():
+        raise SourceError(f"source {src} was a folder when generation {live.generation} was built and is now a file; "
+                          f"nothing was changed. Put the folder back, or index the file from its own path "
+                          f"(`ragindex tenants add {cfg.tenant} --source PATH`)")
 
 
 def _convert(det: _Detector, files: list[tuple[FileEntry, str]], pool: ConvertPool | None, progress: bool) -> None:

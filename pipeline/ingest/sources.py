@@ -5,19 +5,21 @@ A folder holds text files (read as they are) and PDF, DOCX, PPTX and HTML files
 
 Everything here streams: a folder is walked once with each file's stat, so the
 caller decides which files to read at all; .jsonl lines and .parquet record
-batches are validated one at a time. Bad input never stops a run and is never
-dropped silently: every file, folder, line or row that cannot become a
-document is recorded as a :class:`Skipped` with a reason.
+batches are validated one at a time (:mod:`ragindex.ingest.records`). Bad input
+never stops a run and is never dropped silently: every file, folder, line or row
+that cannot become a document is recorded as a :class:`Skipped` with a reason.
+A source that cannot be read as a whole (missing, or of a kind ragindex does not
+read) is a :class:`~ragindex.errors.SourceError` from :func:`source_kind`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat as stat_mod
 from pathlib import Path
 from typing import Iterator
 
+from ragindex.errors import SourceError, SourceMissing
 from ragindex.ingest.convert import CONVERTERS, ConversionError, Limits
 from ragindex.ingest.convert.pool import convert_one
 from ragindex.ingest.documents import (
@@ -27,20 +29,25 @@ from ragindex.ingest.documents import (
     SourceReport,
     encodable,
     make_document,
-    max_doc_bytes,
     shown,
 )
+from ragindex.ingest.limits import max_doc_bytes, max_file_bytes, too_large
+from ragindex.ingest.records import PARQUET_BATCH, iter_jsonl, iter_parquet  # noqa: F401  (the record readers live there)
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}  # read as they are
 DOCUMENT_SUFFIXES = TEXT_SUFFIXES | set(CONVERTERS)  # what a folder source reads
-PARQUET_BATCH = 4096
 
 
 def source_kind(path: Path) -> str:
-    """folder | jsonl | parquet | file; ValueError for anything else, FileNotFoundError if missing."""
+    """What ``path`` is as a source: folder | jsonl | parquet | file (one document). Nothing is read.
+
+    The one check of a source, for ``tenants add`` and for every run: :class:`SourceMissing`
+    (a FileNotFoundError too) if it does not exist, :class:`SourceError` (one line, exit 1)
+    for a file ragindex does not read as a source, such as a ``.csv``.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"source {path} does not exist")
+        raise SourceMissing(f"source {path} does not exist")
     if path.is_dir():
         return "folder"
     if path.suffix == ".jsonl":
@@ -49,8 +56,9 @@ def source_kind(path: Path) -> str:
         return "parquet"
     if path.suffix.lower() in DOCUMENT_SUFFIXES:
         return "file"
-    raise ValueError(f"source {path}: expected a folder, a .jsonl or a .parquet file, or a document "
-                     f"({', '.join(sorted(DOCUMENT_SUFFIXES))})")
+    what = f"a {path.suffix} file" if path.suffix else "a file with no suffix"
+    raise SourceError(f"source {path}: {what} is not a source ragindex reads; use a folder, a .jsonl or .parquet file "
+                      f"of records (id, text[, title, metadata]), or one document ({', '.join(sorted(DOCUMENT_SUFFIXES))})")
 
 
 def read_source(path: Path) -> SourceReport:
@@ -144,7 +152,8 @@ def read_text_file(f: Path, doc_id: str, skipped: list[Skipped], seen: set | Non
 
     An I/O error (rather than bad content) also appends ``doc_id`` to ``unreadable``.
     """
-    data = read_file_bytes(f, doc_id, skipped, unreadable, limit=max_doc_bytes(), limit_env="RAGINDEX_MAX_DOC_MB")
+    limit = max_doc_bytes()
+    data = read_file_bytes(f, doc_id, skipped, unreadable, limit=limit, limit_env="RAGINDEX_MAX_DOC_MB")
     if data is None:
         return None
     if b"\x00" in data[:8192]:
@@ -155,17 +164,7 @@ def read_text_file(f: Path, doc_id: str, skipped: list[Skipped], seen: set | Non
     except UnicodeDecodeError as exc:
         skipped.append(Skipped(doc_id, f"not valid UTF-8 (byte {exc.start}); convert it to UTF-8"))
         return None
-    return make_document(doc_id, text, None, None, str(f), doc_id, skipped, seen if seen is not None else set())
-
-
-def max_file_bytes() -> int:
-    """Largest PDF, DOCX, PPTX or HTML file converted (default 256 MiB, ``$RAGINDEX_MAX_FILE_MB``).
-
-    Binary formats carry images and fonts, so their bytes are a poor measure of their
-    text; the converted text is held to :func:`max_doc_bytes` and pages to
-    ``$RAGINDEX_MAX_PAGES`` by the converters themselves.
-    """
-    return int(float(os.environ.get("RAGINDEX_MAX_FILE_MB", "256")) * 1024 * 1024)
+    return make_document(doc_id, text, None, None, str(f), doc_id, skipped, seen if seen is not None else set(), limit)
 
 
 def read_file_bytes(f: Path, doc_id: str, skipped: list[Skipped], unreadable: list[str] | None = None,
@@ -176,8 +175,7 @@ def read_file_bytes(f: Path, doc_id: str, skipped: list[Skipped], unreadable: li
     try:
         size = f.stat().st_size
         if size > limit:
-            skipped.append(Skipped(doc_id, f"too large: {size / 2**20:.1f} MiB > {limit / 2**20:.0f} MiB "
-                                   f"(raise {limit_env} or split the file)"))
+            skipped.append(Skipped(doc_id, too_large(size, limit, limit_env)))
             return None
         data = f.read_bytes()
     except OSError as exc:
@@ -213,89 +211,3 @@ def read_converted_file(f: Path, doc_id: str, skipped: list[Skipped], seen: set 
         skipped.append(Skipped(doc_id, str(exc)))
         return None
     return converted_document(doc_id, converted, str(f), doc_id, skipped)
-
-
-# -- record files ----------------------------------------------------------------
-
-
-def iter_jsonl(f: Path, skipped: list[Skipped], unreadable: list[str] | None = None) -> Iterator[RawDocument]:
-    """One document per valid line (``id`` or BEIR's ``_id``, ``text``, optional ``title`` and ``metadata``).
-
-    If the file cannot be opened, ``""`` is appended to ``unreadable`` (keep every document).
-    """
-    seen: set[str] = set()
-    try:
-        fh = open(f, "rb")
-    except OSError as exc:
-        skipped.append(Skipped(f.name, f"unreadable ({exc.strerror or exc}); the documents it held are kept as they were"))
-        if unreadable is not None:
-            unreadable.append("")
-        return
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{f.name}:{lineno}"
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                skipped.append(Skipped(where, "line is not valid UTF-8"))
-                continue
-            except json.JSONDecodeError as exc:
-                skipped.append(Skipped(where, f"invalid JSON: {exc.msg}"))
-                continue
-            if not isinstance(obj, dict):
-                skipped.append(Skipped(where, "line is not a JSON object"))
-                continue
-            doc_id = obj.get("id", obj.get("_id"))  # "_id" is the BEIR spelling
-            doc = make_document(doc_id, obj.get("text"), obj.get("title"), obj.get("metadata"), str(f), where, skipped, seen)
-            if doc is not None:
-                yield doc
-
-
-def iter_parquet(f: Path, skipped: list[Skipped], unreadable: list[str] | None = None) -> Iterator[RawDocument]:
-    """One document per valid row, read in record batches (columns ``id``, ``text``, optional ``title``, ``metadata``).
-
-    If the file (or a batch part-way through it) cannot be read, ``""`` is appended
-    to ``unreadable``: the documents not read are kept, never counted as deleted.
-    """
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(f)
-        names = set(pf.schema_arrow.names)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
-        skipped.append(Skipped(f.name, f"unreadable Parquet file: {exc}"))
-        if unreadable is not None:
-            unreadable.append("")
-        return
-    missing = {"id", "text"} - names
-    if missing:
-        skipped.append(Skipped(f.name, f"missing column(s) {', '.join(sorted(missing))}; expected id, text[, title, metadata]"))
-        if unreadable is not None:
-            unreadable.append("")
-        return
-    cols = [c for c in ("id", "text", "title", "metadata") if c in names]
-    seen: set[str] = set()
-    i = 0
-    try:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH, columns=cols):
-            data = {c: batch.column(c).to_pylist() for c in cols}
-            for j in range(batch.num_rows):
-                where = f"{f.name}#{i}"
-                i += 1
-                meta = data["metadata"][j] if "metadata" in data else None
-                if isinstance(meta, str):
-                    try:
-                        meta = json.loads(meta)
-                    except json.JSONDecodeError:
-                        skipped.append(Skipped(where, "metadata is not valid JSON"))
-                        continue
-                title = data["title"][j] if "title" in data else None
-                doc = make_document(data["id"][j], data["text"][j], title, meta, str(f), where, skipped, seen)
-                if doc is not None:
-                    yield doc
-    except Exception as exc:  # noqa: BLE001 - a damaged page part-way through the file
-        skipped.append(Skipped(f"{f.name}#{i}", f"unreadable Parquet data from here on: {exc}"))
-        if unreadable is not None:
-            unreadable.append("")

@@ -15,7 +15,7 @@ from ragindex.search.filters import document_mask, row_mask, uses_row_fields
 from ragindex.search.hybrid import fuse
 from ragindex.store.lexical import collection_stats, query_terms
 from ragindex.store.lexical import score as bm25_score
-from ragindex.store.manifests import GenerationError, Manifest, read_manifest
+from ragindex.store.manifests import GenerationError, Manifest, check_ref, read_manifest
 from ragindex.store.paths import TenantPaths
 from ragindex.store.segments import (
     Segment,
@@ -265,6 +265,7 @@ def open_generation(paths: TenantPaths, manifest: Manifest, cache: SegmentCache 
     for ref in manifest.segments:
         try:
             seg = cache.get(paths, ref.id)
+            check_ref(paths, ref, manifest.generation, seg.info)  # this tenant's segment, the one the manifest recorded
             deleted = read_deletions(paths, ref.deletions, ref.deletions_sha256 or "") if ref.deletions else None
         except SegmentError as exc:
             raise GenerationError(f"generation {manifest.generation} of tenant {paths.name}: {exc}; "

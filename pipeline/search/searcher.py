@@ -64,6 +64,7 @@ class Searcher:
         self._loaded: dict[str, LoadedGeneration] = {}
         self._segments = SegmentCache()
         self._lock = threading.Lock()
+        self._models_ok: set[tuple[str, str]] = set()  # (tenant, embedder_fp) whose probe still matches
 
     def generation(self, tenant: str) -> LoadedGeneration:
         paths = self.store.require(tenant)
@@ -109,6 +110,8 @@ class Searcher:
                 f"tenant {tenant!r} was indexed with another embedder ({gen.manifest.embedder}, {gen.manifest.embedder_fp[:12]}); "
                 "search with the same model or reindex the tenant"
             )
+        if mode != "bm25" and queries:
+            self._check_model(tenant, embedder)
         if gen.ntotal == 0 or not queries:
             return [[] for _ in queries]
         if mode == "bm25":
@@ -117,6 +120,19 @@ class Searcher:
             qv = embedder.embed(list(queries)).astype(np.float32)
             found = gen.search(qv, k) if mode == "dense" else [gen.search_hybrid(q, v, k, DEFAULT_HYBRID) for q, v in zip(queries, qv)]
         return [[self._hit(gen, rank, c) for rank, c in enumerate(row, start=1)] for row in found]
+
+    def _check_model(self, tenant: str, embedder) -> None:
+        """A hosted model: before any query is embedded, is it still the model the tenant's vectors came from?
+
+        Checked once per process, tenant and key space (epoch); ModelDriftError (the service
+        is unavailable for this tenant) until the tenant is re-embedded. A local model is its weights.
+        """
+        check = getattr(embedder, "check_queries", None)
+        key = (tenant, embedder.fingerprint)
+        if check is None or key in self._models_ok:
+            return
+        check(self.store.paths(tenant).cache, tenant)
+        self._models_ok.add(key)
 
     @staticmethod
     def _hit(gen: LoadedGeneration, rank: int, c) -> Hit:

@@ -4,8 +4,8 @@ A key reads ``rgx_<id>_<secret>``: the id (8 hex characters) names the key in
 ``keys list`` and ``keys revoke``; the secret is 32 random bytes. The tenant's
 ``keys.json`` holds, per key, its id, a name, when it was made (and revoked), and
 the sha256 of the whole key. Checking a key compares digests in constant time,
-and a tenant that does not exist costs the same comparison, so a key for one
-tenant learns nothing about another (not even that it exists).
+and a tenant that does not exist costs the same work (see ``check``), so a key for
+one tenant learns nothing about another (not even that it exists, by timing).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 from dataclasses import asdict, dataclass
@@ -39,6 +40,10 @@ class KeyRecord:
         d = asdict(self)
         d.pop("sha256")
         return d
+
+
+# keys.json path -> ((inode, mtime_ns, size) it was read at, {key id: live record}); refreshed when the file changes.
+_LIVE: dict[str, tuple[tuple[int, int, int], dict[str, KeyRecord]]] = {}
 
 
 def _path(store: TenantStore, tenant: str):
@@ -84,14 +89,48 @@ def revoke(store: TenantStore, tenant: str, key_id: str) -> KeyRecord:
     return done
 
 
+def _live(store: TenantStore, tenant: str) -> dict[str, KeyRecord]:
+    """The tenant's live (not revoked) keys by id; {} for a tenant that does not exist or has no keys.
+
+    One ``stat`` of ``keys.json`` per call, whether it exists or not; the file is read
+    only when its (inode, mtime, size) moved, which every create and revoke does (an
+    atomic rename), so a revocation counts from the next check on.
+    """
+    f = str(_path(store, tenant))
+    try:
+        st = os.stat(f)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    hit = _LIVE.get(f)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    if stamp is None:  # no keys file: nothing to read, nothing to remember (unbounded names never fill memory)
+        if hit is not None:
+            del _LIVE[f]
+        return {}
+    try:
+        live = {k.id: k for k in load(store, tenant) if k.revoked_at is None}
+    except (TenantError, OSError):
+        live = {}
+    _LIVE[f] = (stamp, live)
+    return live
+
+
 def check(store: TenantStore, tenant: str, key: str | None) -> bool:
-    """Whether ``key`` is a live key of ``tenant``; the same work whether the tenant exists or not."""
+    """Whether ``key`` is a live key of ``tenant``, with the same work whether the tenant exists or not.
+
+    Both paths hash the presented key, ``stat`` the tenant's ``keys.json``, look the key's
+    id up in a dict and compare digests in constant time (against a dummy digest when
+    there is no such key): a missing tenant must not answer faster than a wrong key
+    (tests/serve/test_key_timing.py traces the calls of each path and finds them equal).
+    """
     m = KEY_RE.fullmatch(key or "")
     digest = hashlib.sha256((key or "").encode()).hexdigest()
     try:
-        records = load(store, tenant) if store.exists(tenant) else []
-    except (TenantError, ValueError):
-        records = []
-    rec = next((k for k in records if m and k.id == m.group(1) and k.revoked_at is None), None)
-    ok = hmac.compare_digest(digest, rec.sha256 if rec else _DUMMY)
-    return bool(m and rec and ok)
+        live = _live(store, tenant)
+    except ValueError:  # an invalid tenant name: refused before any path is built
+        live = {}
+    rec = live.get(m.group(1) if m else "")
+    ok = hmac.compare_digest(digest, rec.sha256 if rec is not None else _DUMMY)
+    return bool(m and rec is not None and ok)

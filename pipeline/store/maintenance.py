@@ -1,16 +1,66 @@
-"""Upkeep after a run that changed something: merges the policy asks for, then gc (each its own atomic step)."""
+"""Upkeep after a run that changed something: merges the policy asks for, then gc (each its own atomic step).
+
+Its settings (``RAGINDEX_KEEP_GENERATIONS``, ``RAGINDEX_MERGE_FACTOR`` and the tenant's
+``keep_generations``) are read and validated by :func:`check_settings` when a
+``TenantWriter`` starts, before anything is written: an invalid value used to be found
+by the upkeep after the promotion, with the new generation already live.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
+from ragindex.errors import SettingsError  # noqa: F401  (raised here; defined with the rest)
 from ragindex.store.generations import KEEP_GENERATIONS, gc
 from ragindex.store.manifests import live_manifest
-from ragindex.store.merge import compact_spec, merge, run_policy
+from ragindex.store.merge import MERGE_FACTOR, compact_spec, merge, run_policy
 from ragindex.store.segments import read_info
 from ragindex.store.tenants import TenantStore
+
+# Each maintenance variable and its allowed range (the upper bounds only keep a typo from meaning "forever").
+RANGES = {"RAGINDEX_KEEP_GENERATIONS": (1, 1_000_000), "RAGINDEX_MERGE_FACTOR": (2, 1_000_000)}
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """The ``RAGINDEX_*`` maintenance settings of this process, validated."""
+
+    keep_generations: int | None = None  # None: unset (the tenant's setting, else KEEP_GENERATIONS)
+    merge_factor: int = MERGE_FACTOR  # segments per tier before they merge (Lucene's segsPerTier)
+
+
+DEFAULTS = {"RAGINDEX_KEEP_GENERATIONS": KEEP_GENERATIONS, "RAGINDEX_MERGE_FACTOR": MERGE_FACTOR}
+
+
+def _whole(name: str, value, where: str, fix: str) -> int:
+    lo, hi = RANGES[name]
+    number = isinstance(value, int) and not isinstance(value, bool)
+    ok = number or (isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value))
+    if not ok or not lo <= int(value) <= hi:
+        raise SettingsError(f"{where} must be a whole number from {lo} to {hi:,}, got {value!r}; {fix}")
+    return int(value)
+
+
+def maintenance_settings() -> MaintenanceSettings:
+    """Read and validate every ``RAGINDEX_*`` maintenance setting; SettingsError (one line: the variable and its
+    allowed range) for the first that is out of range."""
+    values = {name: _whole(name, os.environ[name], name, f"fix it or unset it (default {DEFAULTS[name]})")
+              for name in RANGES if name in os.environ}
+    return MaintenanceSettings(values.get("RAGINDEX_KEEP_GENERATIONS"), values.get("RAGINDEX_MERGE_FACTOR", MERGE_FACTOR))
+
+
+def check_settings(store: TenantStore, tenant: str) -> MaintenanceSettings:
+    """Validate every maintenance setting a writer of ``tenant`` may use: the variables and the tenant's own
+    ``keep_generations``. Called when a ``TenantWriter`` starts, before anything is written."""
+    settings = maintenance_settings()
+    keep = store.stored_settings(tenant).keep_generations if store.exists(tenant) else None
+    if keep is not None:
+        _whole("RAGINDEX_KEEP_GENERATIONS", keep, f"keep_generations in {store.paths(tenant).settings_file}",
+               f"fix the file or remove the key (default: $RAGINDEX_KEEP_GENERATIONS, else {KEEP_GENERATIONS})")
+    return settings
 
 
 @dataclass
@@ -27,15 +77,11 @@ class Maintenance:
 
 def keep_generations(store: TenantStore, tenant: str) -> int:
     """How many recent generations gc keeps: the tenant's setting, else $RAGINDEX_KEEP_GENERATIONS, else 5."""
-    setting = store.settings(tenant).keep_generations if store.exists(tenant) else None
+    env = check_settings(store, tenant)
+    setting = store.stored_settings(tenant).keep_generations if store.exists(tenant) else None
     if setting is not None:
         return setting
-    raw = os.environ.get("RAGINDEX_KEEP_GENERATIONS")
-    if raw is not None:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"RAGINDEX_KEEP_GENERATIONS must be a whole number >= 1, got {raw!r}")
-        return int(raw)
-    return KEEP_GENERATIONS
+    return env.keep_generations or KEEP_GENERATIONS
 
 
 def _record(store: TenantStore, tenant: str, merged, out: Maintenance) -> None:
@@ -54,7 +100,7 @@ def maintain(store: TenantStore, tenant: str, embedder=None, cache=None) -> Main
     paths = store.paths(tenant)
     live = live_manifest(paths)
     if live is not None:
-        _record(store, tenant, run_policy(paths, live), out)
+        _record(store, tenant, run_policy(paths, live, maintenance_settings().merge_factor), out)
     out.removed = gc(paths, keep_generations(store, tenant))
     out.seconds = time.perf_counter() - t0
     return out

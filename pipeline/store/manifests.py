@@ -11,7 +11,9 @@ deletion files are durable, and ``CURRENT`` is replaced atomically only after
 that: a crash at any moment leaves the previous generation live and loadable.
 Manifests are validated against :class:`Manifest` and carry their own sha256,
 and CURRENT must name a generation of this tenant: state files are data, never
-trusted.
+trusted. Each :class:`SegmentRef` binds its segment to the tenant (its identity's
+sha256 and its row and document counts, checked by :func:`check_ref` before a
+segment is used), so a segment replaced by another tenant's copy is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -33,7 +36,10 @@ from ragindex.store.locking import require_held
 from ragindex.store.paths import TenantPaths
 from ragindex.store.segments import (
     SEGMENT_RE,
+    ForeignSegment,
     SegmentError,
+    SegmentInfo,
+    binding,
     first_error,
     read_deletions,
     read_docs,
@@ -56,6 +62,14 @@ class SegmentRef(BaseModel):
     deleted_rows: int = Field(0, ge=0)
     deletions: str | None = None  # file in deletions/, None when nothing is deleted
     deletions_sha256: str | None = None
+    # segments.binding() of the segment this generation was made with; None in manifests written before it
+    # (then the tenant in segment.json and the counts bind it). Left out of the digest when None.
+    binding: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @classmethod
+    def of(cls, info: SegmentInfo) -> "SegmentRef":
+        """The reference to a freshly written segment (nothing deleted), bound to it."""
+        return cls(id=info.segment, rows=info.rows, docs=info.docs, binding=binding(info))
 
     @property
     def live_rows(self) -> int:
@@ -111,6 +125,9 @@ class Manifest(BaseModel):
 
     def digest(self) -> str:
         body = self.model_dump(mode="json", exclude={"sha256"})
+        for ref in body["segments"]:  # a manifest sealed before SegmentRef.binding existed keeps its digest
+            if ref["binding"] is None:
+                del ref["binding"]
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def sealed(self) -> "Manifest":
@@ -170,6 +187,8 @@ def read_manifest(paths: TenantPaths, gen_id: str) -> Manifest:
         raw = f.read_bytes()
     except FileNotFoundError:
         raise GenerationError(f"generation {gen_id} of tenant {paths.name} is missing ({f})") from None
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise GenerationError(f"{f}: unreadable ({exc.strerror}); run `ragindex verify --tenant {paths.name} --repair`") from None
     try:
         m = Manifest.model_validate_json(raw)
     except (ValidationError, ValueError) as exc:
@@ -193,11 +212,16 @@ def promote(paths: TenantPaths, gen_id: str) -> None:
 
 
 def current_id(paths: TenantPaths) -> str | None:
-    """The live generation id, None when the tenant has none; GenerationError if CURRENT is not a valid id."""
+    """The live generation id, None when the tenant has none; GenerationError if CURRENT is not a valid id
+    or not a file (a directory, a pipe: damage, for ``verify --repair``, not a permissions problem)."""
     try:
+        if not stat.S_ISREG(paths.current.stat().st_mode):
+            raise GenerationError(f"{paths.current} is not a file; run `ragindex verify --tenant {paths.name} --repair`")
         raw = paths.current.read_bytes()
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise GenerationError(f"{paths.root} is not a tenant directory") from None
     text = raw.decode("ascii", errors="replace").strip()
     if not text:
         return None
@@ -212,6 +236,20 @@ def list_generations(paths: TenantPaths) -> list[str]:
     if not paths.generations.is_dir():
         return []
     return sorted(f.stem for f in paths.generations.glob("*.json") if GEN_ID_RE.fullmatch(f.stem))
+
+
+def check_ref(paths: TenantPaths, ref: SegmentRef, generation: str, info: SegmentInfo | None = None) -> SegmentInfo:
+    """The info of the segment ``ref`` names, after checking that it is the one ``generation`` was made with:
+    this tenant's (read_info), with the recorded binding and counts. ForeignSegment if not (never used, never
+    repaired from). A reference written before bindings is checked by the tenant in segment.json and the counts."""
+    info = info or read_info(paths, ref.id)
+    what = f"segment {ref.id} is not the one generation {generation} recorded"
+    if (info.rows, info.docs) != (ref.rows, ref.docs):
+        raise ForeignSegment(f"{what}: it holds {info.rows} rows / {info.docs} documents, the generation recorded "
+                             f"{ref.rows} / {ref.docs} (replaced, perhaps by a copy from another tenant); it is refused")
+    if ref.binding is not None and binding(info) != ref.binding:
+        raise ForeignSegment(f"{what}: its identity differs (replaced, perhaps by a copy from another tenant); it is refused")
+    return info
 
 
 def live_manifest(paths: TenantPaths) -> Manifest | None:
@@ -265,7 +303,7 @@ def load_live_state(paths: TenantPaths, manifest: Manifest | None) -> LiveState:
         return state
     for i, ref in enumerate(manifest.segments):
         try:
-            docs = read_docs(paths, ref.id, read_info(paths, ref.id))
+            docs = read_docs(paths, ref.id, check_ref(paths, ref, manifest.generation))
             deleted = read_deletions(paths, ref.deletions, ref.deletions_sha256 or "") if ref.deletions else np.zeros(0, np.int64)
         except SegmentError as exc:
             raise GenerationError(f"generation {manifest.generation}: {exc}; run `ragindex verify --tenant {paths.name} --repair`") from None

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from ragindex._faults import fault_point
 from ragindex.store import segments as _segments
 from ragindex.store.lexical import LexicalIndex
-from ragindex.store.manifests import Manifest, SegmentRef, new_generation_id, now_iso, promote, write_manifest
+from ragindex.store.manifests import Manifest, SegmentRef, check_ref, new_generation_id, now_iso, promote, write_manifest
 from ragindex.store.paths import TenantPaths
 from ragindex.store.segments import Segment, build_index, load_segment, read_deletions, vectors_of, write_deletions, write_segment
 
@@ -60,22 +60,17 @@ class MergeSpec:
     fold_into: str | None = None  # an HNSW segment the others are inserted into
 
 
-def merge_factor() -> int:
-    """Segments per tier before they merge: ``$RAGINDEX_MERGE_FACTOR`` (>= 2), default 10 (Lucene's segsPerTier)."""
-    import os
-
-    raw = os.environ.get("RAGINDEX_MERGE_FACTOR", str(MERGE_FACTOR))
-    if not raw.isdigit() or int(raw) < 2:
-        raise ValueError(f"RAGINDEX_MERGE_FACTOR must be a whole number >= 2, got {raw!r}")
-    return int(raw)
-
-
 def _tier(live_rows: int, factor: int) -> int:
     return int(math.log(max(live_rows, FLOOR_ROWS) / FLOOR_ROWS, factor) + 1e-9)
 
 
-def plan_merges(manifest: Manifest) -> list[MergeSpec]:
-    """The merges the policy wants for ``manifest`` (at most one per segment), most urgent first."""
+def plan_merges(manifest: Manifest, factor: int = MERGE_FACTOR) -> list[MergeSpec]:
+    """The merges the policy wants for ``manifest`` (at most one per segment), most urgent first.
+
+    ``factor``: segments per tier before they merge (``$RAGINDEX_MERGE_FACTOR``, read and validated by
+    ``store.maintenance.maintenance_settings`` when the writer starts)."""
+    if factor < 2:
+        raise ValueError(f"merge factor must be >= 2, got {factor}")
     refs = list(manifest.segments)
     if not refs:
         return []
@@ -95,7 +90,6 @@ def plan_merges(manifest: Manifest) -> list[MergeSpec]:
         if r.rows >= FLOOR_ROWS and r.deleted_rows > DELETED_SHARE * r.rows:
             out.append(MergeSpec((r.id,), f"{r.deleted_rows / r.rows:.0%} of its rows are deleted (> {DELETED_SHARE:.0%})"))
             taken.add(r.id)
-    factor = merge_factor()
     tiers: dict[int, list[SegmentRef]] = {}
     for r in refs:
         if r.id not in taken:
@@ -141,6 +135,7 @@ def merge(paths: TenantPaths, manifest: Manifest, spec: MergeSpec) -> Manifest:
     born_deleted = np.zeros(0, np.int64)
     for sid in order:
         seg = load_segment(paths, sid)  # a private copy: a fold inserts into its index
+        check_ref(paths, refs[sid], manifest.generation, seg.info)  # never fold a replaced (foreign) segment in
         info = info or seg.info
         if sid == spec.fold_into:
             index, index_type = seg.index, seg.info.index_type
@@ -170,7 +165,7 @@ def merge(paths: TenantPaths, manifest: Manifest, spec: MergeSpec) -> Manifest:
     seg_info = write_segment(paths, pa.concat_tables(docs_out), pa.concat_tables(rows_out), vectors, {
         "chunker": info.chunker, "chunker_fp": info.chunker_fp, "embedder": info.embedder, "embedder_fp": info.embedder_fp,
         "dim": manifest.dim}, index=index, index_type=index_type, lexical=LexicalIndex.stack(lexical))
-    new_ref = SegmentRef(id=seg_info.segment, rows=seg_info.rows, docs=seg_info.docs)
+    new_ref = SegmentRef.of(seg_info)
     if len(born_deleted):
         name, digest = write_deletions(paths, seg_info.segment, born_deleted)
         new_ref = new_ref.model_copy(update={"deleted_docs": len(born_deleted), "deleted_rows": refs[spec.fold_into].deleted_rows,
@@ -197,11 +192,11 @@ def compact_spec(manifest: Manifest) -> MergeSpec | None:
     return MergeSpec(tuple(r.id for r in refs), "compaction requested")
 
 
-def run_policy(paths: TenantPaths, manifest: Manifest, limit: int = 8) -> list[Manifest]:
+def run_policy(paths: TenantPaths, manifest: Manifest, factor: int = MERGE_FACTOR, limit: int = 8) -> list[Manifest]:
     """Apply the policy until it is satisfied (at most ``limit`` merges); return the merge generations."""
     out = []
     for _ in range(limit):
-        specs = plan_merges(manifest)
+        specs = plan_merges(manifest, factor)
         if not specs:
             break
         manifest = merge(paths, manifest, specs[0])

@@ -21,12 +21,20 @@ a segment share one file.
 Repair is the one writer that touches a published segment: it restores a damaged
 file to the content the segment already had (vectors from the embedding cache,
 documents from the rows), never changing which rows the segment holds.
+
+A segment is bound to its tenant: ``segment.json`` names the tenant (a segment of
+another tenant is refused as :class:`ForeignSegment` wherever it is read), and each
+generation records the segment's :func:`binding`, the sha256 of its identity, which
+``store.manifests.check_ref`` compares (with the row and document counts) before the
+segment is used. A segment written before the binding has no tenant in
+``segment.json``: it is accepted when a manifest names it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -41,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragindex._faults import fault_point
 from ragindex.chunkers.context import lexical_text
-from ragindex.errors import SegmentError  # noqa: F401  (raised here; defined with the rest)
+from ragindex.errors import ForeignSegment, SegmentError  # noqa: F401  (raised here; defined with the rest)
 from ragindex.fsutil import atomic_write_bytes, fsync_dir, write_durable
 from ragindex.schemas.tables import SEGMENT_DOCS, SEGMENT_ROWS, conform
 from ragindex.store.lexical import LexicalIndex
@@ -68,7 +76,7 @@ class SegmentInfo(BaseModel):
 
     format: int = Field(1, ge=1, le=1)
     segment: str = Field(pattern=SEGMENT_RE.pattern)
-    tenant: str
+    tenant: str | None = None  # None: written before segments named their tenant (accepted when a manifest names it)
     created_at: str
     chunker: str
     chunker_fp: str
@@ -81,6 +89,17 @@ class SegmentInfo(BaseModel):
     files: dict[str, str]
     bytes: int = Field(ge=0)
     repaired_at: str | None = None
+
+
+# What a segment *is*, as opposed to how its files are encoded today: repair may rewrite a file
+# (new checksums in ``files``, ``repaired_at``) but never changes any of these.
+IDENTITY = ("segment", "tenant", "created_at", "chunker", "chunker_fp", "embedder", "embedder_fp", "dim", "rows", "docs")
+
+
+def binding(info: SegmentInfo) -> str:
+    """sha256 of the segment's identity (IDENTITY): what a generation records to know the segment it names."""
+    body = {k: getattr(info, k) for k in IDENTITY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _stamp() -> str:
@@ -177,10 +196,15 @@ def read_info(paths: TenantPaths, seg_id: str) -> SegmentInfo:
         info = SegmentInfo.model_validate_json(f.read_bytes())
     except FileNotFoundError:
         raise SegmentError(f"segment {seg_id} is missing ({f})") from None
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise SegmentError(f"segment {seg_id} is unreadable: {exc.strerror} ({exc.filename})") from None
     except (ValidationError, ValueError) as exc:
         raise SegmentError(f"{f}: corrupt segment description ({first_error(exc)})") from None
     if info.segment != seg_id or set(info.files) != set(FILES):
         raise SegmentError(f"{f}: describes {info.segment} with files {sorted(info.files)}, not {seg_id}")
+    if info.tenant is not None and info.tenant != paths.name:  # never name the other tenant: messages reach API callers
+        raise ForeignSegment(f"segment {seg_id} of tenant {paths.name} was written for another tenant (copied in?); "
+                             "it is refused: never served, merged or used for a repair")
     return info
 
 
@@ -198,9 +222,30 @@ def read_verified(path: Path, digest: str) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError:
         raise SegmentError(f"{path} is missing") from None
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise SegmentError(f"{path} is unreadable: {exc.strerror}") from None
     if hashlib.sha256(data).hexdigest() != digest:
         raise SegmentError(f"{path} does not match its checksum (corrupt or truncated)")
     return data
+
+
+def checksum_problems(paths: TenantPaths, seg_id: str) -> list[str]:
+    """Problems of a segment's description and of its files against their checksums (hashed as a stream,
+    nothing parsed); empty when intact. What a generation that shares the segment needs to trust it."""
+    try:
+        info = read_info(paths, seg_id)
+        for name in FILES:
+            path = segment_dir(paths, seg_id) / name
+            try:
+                with open(path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise SegmentError(f"{path} is missing or not a file") from None
+            if digest != info.files[name]:
+                raise SegmentError(f"{path} does not match its checksum (corrupt or truncated)")
+    except SegmentError as exc:
+        return [str(exc)]
+    return []
 
 
 def check_segment(paths: TenantPaths, seg_id: str) -> list[str]:

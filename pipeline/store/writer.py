@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import contextlib
 
+from ragindex.arguments import seconds
 from ragindex.store.generations import gc as _gc
 from ragindex.store.generations import rollback as _rollback
 from ragindex.store.locking import probe_lock, tenant_lock
-from ragindex.store.maintenance import Maintenance, keep_generations, maintain
+from ragindex.store.maintenance import Maintenance, check_settings, keep_generations, maintain
 from ragindex.store.maintenance import compact as _compact
 from ragindex.store.manifests import current_id
 from ragindex.store.paths import TenantPaths
@@ -52,7 +53,8 @@ __all__ = ["TenantWriter", "keys_lock", "probe_writer"]
 class TenantWriter:
     """The writer lock of one tenant, held from ``__enter__`` to ``__exit__``, and the writes that need it.
 
-    ``wait``: seconds to queue behind another writer before TenantBusy. ``create``:
+    ``wait``: seconds to queue behind another writer before TenantBusy (a finite number >= 0,
+    else ArgumentError: NaN or infinity would block for ever). ``create``:
     make the tenant's directories if it has none (a first reindex); otherwise a
     missing tenant is a TenantError.
     """
@@ -60,10 +62,11 @@ class TenantWriter:
     def __init__(self, store: TenantStore, tenant: str, *, wait: float = 0.0, create: bool = False) -> None:
         self.store, self.tenant = store, tenant
         self.paths: TenantPaths = store.paths(tenant)  # validates the name
-        self.wait, self.create = wait, create
+        self.wait, self.create = seconds(wait), create  # a NaN wait would never reach its deadline
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "TenantWriter":
+        check_settings(self.store, self.tenant)  # an invalid RAGINDEX_* setting fails here, before anything is written
         self.paths = self.store.create(self.tenant) if self.create else self.store.require(self.tenant)
         with contextlib.ExitStack() as stack:
             stack.enter_context(tenant_lock(self.paths.lock, wait=self.wait))
@@ -124,7 +127,7 @@ class TenantWriter:
 
 def probe_writer(store: TenantStore, tenant: str, wait: float = 0.0) -> None:
     """Fail at once with TenantBusy if another process writes ``tenant`` and ``wait`` is 0 (takes nothing)."""
-    probe_lock(store.paths(tenant).lock, wait)
+    probe_lock(store.paths(tenant).lock, seconds(wait))
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ never reaches a file.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,38 +20,12 @@ from click.testing import CliRunner
 
 from ragindex.cli import main
 from ragindex.embedders.limits import PROBE_TEXTS, HostedError, InputTooLong, ModelDrift, QuotaExceeded
-from ragindex.embedders.registry import EmbedderConfig
 from ragindex.indexing.run import reindex
 from ragindex.search.searcher import Searcher
 from ragindex.store.cache import EmbeddingCache
 from ragindex.store.manifests import live_manifest
 from tests.support.data import passage_docs, write_jsonl
-from tests.support.fake_openai import Behaviour, FakeOpenAI
-
-KEY = "sk-test-0123456789abcdefSECRET"
-MODEL = "openai:text-embedding-3-small"
-PRICE = 0.02  # USD per million tokens, from the override file below
-
-
-@pytest.fixture
-def api(monkeypatch, tmp_path):
-    with FakeOpenAI(Behaviour()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("RAGINDEX_API_TIMEOUT_S", "5")
-        overrides = tmp_path / "price-overrides.toml"
-        overrides.write_text(f'["{MODEL}"]\nusd_per_mtok = {PRICE}\nas_of = 2026-12-01\n')
-        monkeypatch.setenv("RAGINDEX_PRICE_OVERRIDES", str(overrides))
-        yield server
-
-
-def emb(dims: int = 64):
-    return EmbedderConfig(MODEL, dimensions=dims).build()
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    return write_jsonl(tmp_path / "c.jsonl", passage_docs(40))
+from tests.support.hosted import KEY, MODEL, PRICE, billed_once, cli_env, emb
 
 
 def first_chunk(source, doc_id: str) -> str:
@@ -66,11 +39,6 @@ def first_chunk(source, doc_id: str) -> str:
     doc = next(d for d in read_source(source).documents if d.doc_id == doc_id)
     span = build_chunker(SchemaRegistry().get("recursive-200@1").spec).chunk(doc.text)[0]
     return doc.text[span.start : span.end]
-
-
-def billed_once(server) -> Counter:
-    """How often each non-probe text was billed."""
-    return Counter(t for t in server.billed_texts() if t not in PROBE_TEXTS and t != "dimension probe")
 
 
 def test_a_run_through_the_api_bills_exactly_the_plan(store, api, corpus):
@@ -163,21 +131,14 @@ def test_an_exhausted_quota_keeps_what_was_billed(store, api, corpus, monkeypatc
     assert max(billed_once(api).values()) == 1  # the second run sent none of them again
 
 
-def _cli_env(store, api, **extra) -> dict:
-    env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_MODEL": MODEL, "RAGINDEX_DIMENSIONS": "64",
-           "OPENAI_BASE_URL": api.base_url, "OPENAI_API_KEY": KEY, **extra}
-    env.pop("DAGSTER_HOME", None)
-    return env
-
-
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_resending_what_was_billed(store, api, corpus):
     args = [sys.executable, "-m", "ragindex.cli", "reindex", "-t", "acme", "--source", str(corpus), "--chunker", "recursive-200@1"]
-    killed = subprocess.run(args, env=_cli_env(store, api, RAGINDEX_FAULT="mid-embedding", RAGINDEX_API_CONCURRENCY="1",
+    killed = subprocess.run(args, env=cli_env(store, api, RAGINDEX_FAULT="mid-embedding", RAGINDEX_API_CONCURRENCY="1",
                                                RAGINDEX_API_MAX_INPUTS="8"), capture_output=True, text=True)
     assert killed.returncode == -9
     first = len(billed_once(api))
-    done = subprocess.run(args, env=_cli_env(store, api, RAGINDEX_API_MAX_INPUTS="8"), capture_output=True, text=True)
+    done = subprocess.run(args, env=cli_env(store, api, RAGINDEX_API_MAX_INPUTS="8"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     counts = billed_once(api)
     assert max(counts.values()) == 1 and len(counts) > first
@@ -190,7 +151,7 @@ def test_ctrl_c_waits_for_requests_in_flight_and_saves_them(store, api, corpus):
     # Ctrl-C in a terminal: SIGINT at its default disposition. A runner started in the background
     # (`cmd &` in a script) hands its children SIGINT *ignored*, and Python then never raises
     # KeyboardInterrupt, so the child is given the terminal's disposition explicitly.
-    proc = subprocess.Popen(args, env=_cli_env(store, api, RAGINDEX_API_CONCURRENCY="4", RAGINDEX_API_MAX_INPUTS="4"),
+    proc = subprocess.Popen(args, env=cli_env(store, api, RAGINDEX_API_CONCURRENCY="4", RAGINDEX_API_MAX_INPUTS="4"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
@@ -203,7 +164,7 @@ def test_ctrl_c_waits_for_requests_in_flight_and_saves_them(store, api, corpus):
     with EmbeddingCache(store.paths("acme").cache, read_only=True) as c:
         assert c.stats()["vectors"] == len(paid)  # the requests in flight at Ctrl-C were saved too
     api.behaviour.latency_s = 0
-    done = subprocess.run(args, env=_cli_env(store, api), capture_output=True, text=True)
+    done = subprocess.run(args, env=cli_env(store, api), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert max(billed_once(api).values()) == 1
 
@@ -238,7 +199,9 @@ def test_the_api_key_never_reaches_a_file_or_the_output(store, api, corpus):
             assert b"SECRET" not in f.read_bytes(), f
     status = json.loads(outputs[1])
     month = status["spend_by_month"][0]
-    assert month["tokens_billed"] == api.billed_tokens() - api.billed()[-1].billed_tokens  # all but the search query
+    search = api.billed()[-2:]  # after status: the search's drift probe (a new process checks once), then its query
+    assert search[0].inputs == list(PROBE_TEXTS) and search[1].inputs == ["cancer"]
+    assert month["tokens_billed"] == api.billed_tokens() - sum(r.billed_tokens for r in search)
     assert month["cost_usd"] == pytest.approx(month["tokens_billed"] / 1e6 * PRICE)
 
 

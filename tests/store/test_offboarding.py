@@ -53,3 +53,20 @@ def test_tenants_remove_refuses_a_running_writer_and_finishes_after_a_crash(stor
     done = subprocess.run([sys.executable, "-m", "ragindex.cli", "tenants", "remove", "acme", "--yes"], env=env)
     assert done.returncode == 0 and not list(store.tenants_dir.glob(".removing-*"))
     assert list_generations(paths) == []
+
+
+def test_removing_a_tenant_leaves_another_tenants_interrupted_removal_alone(store, hash_embedder, tmp_path):
+    """`tenants remove x` finishes x's own interrupted removal, never that of `x-1` (the name is matched exactly)."""
+    src = write_jsonl(tmp_path / "a.jsonl", passage_docs(5))
+    for t in ("x", "x-1"):
+        reindex(store, t, source=src, chunker="recursive-200@1", embedder=hash_embedder)
+    env = {**os.environ, "RAGINDEX_HOME": str(store.root), "RAGINDEX_FAULT": "tenant-removing"}
+    env.pop("DAGSTER_HOME", None)
+    killed = subprocess.run([sys.executable, "-m", "ragindex.cli", "tenants", "remove", "x-1", "--yes"], env=env, check=False)
+    assert killed.returncode == -9
+    theirs = list(store.tenants_dir.glob(".removing-x-1-*"))
+    assert len(theirs) == 1
+    res = ragindex("tenants", "remove", "x", "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    assert not store.exists("x") and list(store.tenants_dir.glob(".removing-x-1-*")) == theirs
+    assert all(".removing-x-1-" not in r for r in json.loads(res.stdout)["removed"])

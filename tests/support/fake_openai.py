@@ -9,10 +9,13 @@ library. Vectors are deterministic (seeded by text, model and dimensions), and
 
 Failure modes, all set on the running server: latency, a tokens-per-minute
 limit enforced with a token bucket (429 with ``Retry-After``), a share of random
-429 storms and 500s, timeouts (a response slower than the client waits),
-requests over the provider's limits answered 400, an ``insufficient_quota``
-429, and ``drift``, which changes every vector as a provider-side model update
-would. Every request is recorded, so a test can count what was billed.
+429 storms and 500s, timeouts (a response slower than the client waits, billed
+all the same), a 502 from a gateway *after* the provider billed the request
+(``bad_gateway_every``), requests over the provider's limits answered 400, an
+``insufficient_quota`` 429, vectors of another size than the model's
+(``dims``), and ``drift``, which changes every vector as a provider-side model
+update would. Every request is recorded with its tokens, so a test can count
+what was sent and what was billed (``charged``), answered or not.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Request:
     model: str
     dimensions: int | None
     reason: str = ""
+    tokens: int = 0  # what the request carried, whatever became of it
+    charged: bool = False  # the provider billed it (an answer that was lost on the way counts too)
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Behaviour:
     timeout_s: float = 5.0
     quota_after_tokens: int | None = None  # then every request: 429 insufficient_quota
     drift: int = 0  # changes the vectors for every text (a model update behind the same name)
+    bad_gateway_every: int = 0  # every n-th request is billed, then answered 502 by a gateway (the answer is lost)
+    dims: int | None = None  # answer vectors of this size whatever the model and `dimensions` (a misbehaving server)
     max_inputs: int = 2048
     max_request_tokens: int = 300_000
     max_input_tokens: int = 8192
@@ -119,7 +126,11 @@ class FakeOpenAI:
     # -- what was billed -----------------------------------------------------------
 
     def billed(self) -> list[Request]:
-        return [r for r in self.requests if r.status == 200]
+        return [r for r in self.requests if r.charged]
+
+    def sent_tokens(self) -> int:
+        """Tokens of every request that reached the server, billed or not."""
+        return sum(r.tokens for r in self.requests)
 
     def billed_texts(self) -> list[str]:
         return [t for r in self.billed() for t in r.inputs]
@@ -171,13 +182,13 @@ class FakeOpenAI:
                                    "code": "invalid_api_key"}}, {}
         req = json.loads(body)
         inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
-        model, dims = req["model"], req.get("dimensions") or DEFAULT_DIMS.get(req["model"], 64)
+        model, dims = req["model"], b.dims or req.get("dimensions") or DEFAULT_DIMS.get(req["model"], 64)
         counts = self._tok.count_many(inputs)
         tokens = sum(counts)
         with self._lock:
             self._count += 1
             n = self._count
-            record = Request(time.time(), 0, inputs, 0, model, req.get("dimensions"))
+            record = Request(time.time(), 0, inputs, 0, model, req.get("dimensions"), tokens=tokens)
             self.requests.append(record)
             error = None
             if len(inputs) > b.max_inputs:
@@ -202,6 +213,10 @@ class FakeOpenAI:
                              "rate_limit_exceeded", wait)
             if error is None and b.timeout_every and n % b.timeout_every == 0:
                 error = ("timeout", "", "", None)
+            if error is None and b.bad_gateway_every and n % b.bad_gateway_every == 0:
+                record.status, record.billed_tokens, record.charged, record.reason = 502, tokens, True, "lost after billing"
+                return 502, {"error": {"message": "Bad gateway", "type": "server_error", "code": None, "param": None}}, \
+                    {"retry-after-ms": "20"}
             if error is not None and error[0] != "timeout":
                 record.status, record.reason = error[0], error[1]
                 headers = self._headers()
@@ -209,9 +224,9 @@ class FakeOpenAI:
                     headers["Retry-After"] = f"{error[4] if len(error) > 4 else b.retry_after_s:.3f}"
                 return error[0], {"error": {"message": error[1], "type": error[2], "code": error[3], "param": None}}, headers
             if error is None:
-                record.status, record.billed_tokens = 200, tokens
+                record.status, record.billed_tokens, record.charged = 200, tokens, True
         if error is not None:  # a timeout: answer (and bill) long after the client gave up
-            record.status, record.billed_tokens = 200, tokens
+            record.status, record.billed_tokens, record.charged = 200, tokens, True
             time.sleep(b.timeout_s)
         data = [{"object": "embedding", "index": i, "embedding": self.vector(t, model, dims)} for i, t in enumerate(inputs)]
         return 200, {"object": "list", "data": data, "model": model,

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import unicodedata
 from dataclasses import dataclass, field
+
+from ragindex.ingest.limits import max_doc_bytes, max_pages
 
 
 class ConversionError(Exception):
@@ -41,8 +42,7 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        mb = float(os.environ.get("RAGINDEX_MAX_DOC_MB", "32"))
-        return cls(max_pages=int(os.environ.get("RAGINDEX_MAX_PAGES", "1000")), max_chars=int(mb * 1024 * 1024))
+        return cls(max_pages=max_pages(), max_chars=max_doc_bytes())  # validated: SettingsError naming the variable
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ class Converted:
 
 # Vertical tab and form feed (PDFium's page breaks, PowerPoint's soft line breaks) are line breaks; other
 # control characters but tab and newline are dropped: a text layer's STX and ETX are not text.
-_CONTROLS = {c: None for c in range(32) if c not in (9, 10)} | {0x0B: "\n", 0x0C: "\n", 0x7F: None, 0xFEFF: None}
+_CONTROLS = {c: None for c in range(32) if c not in (9, 10)} | {0x0B: "\n", 0x0C: "\n", 0x7F: None, 0xFEFF: None,
+                                                                  0xFFFE: None, 0xFFFF: None}  # noncharacters
 
 
 def _norm(s: str) -> str:
