@@ -6,10 +6,12 @@ behind the same ``Embedder`` interface as a local model, with the same guarantee
   (cl100k_base for OpenAI's embedding models). A text over ``max_input_tokens``
   is refused before anything is sent (:class:`InputTooLong`), never truncated.
 * **Rate.** Several requests in flight (``concurrency``); a client-side token
-  bucket for tokens and requests per minute, tightened by the ``x-ratelimit-*``
-  headers the server sends. 429s, 5xx, timeouts and dropped connections are
-  retried by tenacity with exponential backoff and jitter, waiting at least what
-  ``Retry-After`` says; a 400, a bad key or an exhausted quota is not retried.
+  bucket for tokens and requests per minute, shared by every process using the
+  same account (``embedders.shared_limits``), tightened by the ``x-ratelimit-*``
+  headers the server sends and paused by a 429's ``Retry-After``. 429s, 5xx,
+  timeouts and dropped connections are retried by tenacity with exponential
+  backoff and jitter, waiting at least what ``Retry-After`` says; a 400, a bad
+  key or an exhausted quota is not retried.
 * **Nothing billed is lost.** Requests complete one by one into the caller, which
   commits each one's vectors and billed tokens before taking the next; on an
   error or Ctrl-C the requests in flight are waited for and handed over too.
@@ -66,6 +68,7 @@ from ragindex.embedders.limits import (
     retry_after,
 )
 from ragindex.embedders.metering import Meter
+from ragindex.embedders.shared_limits import shared_bucket
 from ragindex.errors import DimensionMismatch, ModelDriftError, SettingsError
 from ragindex.fsutil import fingerprint_of
 from ragindex.store.cache import stored_probe
@@ -94,7 +97,8 @@ class OpenAIEmbedder:
         self.max_seq_length = settings.max_input_tokens
         # The key is read by the client from $OPENAI_API_KEY and lives only in its headers.
         self.client = client or openai.OpenAI(base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s, api_key=key)
-        self.limiter = limiter or RateLimiter(settings.tpm, settings.rpm)
+        # One bucket per account (base URL + key hash), shared by every process using it: embedders.shared_limits.
+        self.limiter = limiter or RateLimiter(settings.tpm, settings.rpm, bucket=shared_bucket(settings.base_url, key))
         self.fingerprint = fingerprint_of(provider=PROVIDER, model=settings.model, dimensions=settings.dimensions,
                                           base_url=settings.base_url, epoch=settings.epoch)
         self.identity = fingerprint_of(provider=PROVIDER, model=settings.model, dimensions=settings.dimensions,
@@ -152,7 +156,10 @@ class OpenAIEmbedder:
 
         def wait_for(state) -> float:
             self.stats["retries"] += 1
-            told = retry_after(state.outcome.exception())
+            exc = state.outcome.exception()
+            told = retry_after(exc)
+            if told is not None and isinstance(exc, openai.RateLimitError):
+                self.limiter.pause(told)  # the account is limited, not this request: every process using it waits
             return told * (1 + 0.1 * np.random.random()) if told is not None else backoff(state)
 
         return tenacity.Retrying(retry=tenacity.retry_if_exception(retryable), wait=wait_for,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,6 +14,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ragindex.embedders.bucket import Rates, pause, take, tighten
+from ragindex.embedders.shared_limits import MemoryBucket
 from ragindex.errors import HostedError, InputTooLong, ModelDrift, QuotaExceeded, SettingsError  # noqa: F401  (raised here)
 
 PROVIDER = "openai-compatible"
@@ -105,73 +106,71 @@ def parse_duration(value: str | None) -> float | None:
 
 
 class RateLimiter:
-    """Token buckets for tokens and requests per minute, shared by all threads.
+    """Token buckets for tokens and requests per minute, shared by all threads, and, through ``bucket``, by every
+    process using the same account (see ``embedders.shared_limits``; default: this process only).
 
     Providers enforce a per-minute limit over much shorter windows, so the
     buckets hold ``burst_s`` seconds of the rate (at least one request), not a
     minute's worth. Configured limits come from settings; the server's
     ``x-ratelimit-*`` headers tighten them (a server that says 0 tokens remain
-    for 2 s pauses everyone).
+    for 2 s pauses everyone), and so does a 429's ``Retry-After`` (:meth:`pause`).
     """
 
-    def __init__(self, tpm: int | None, rpm: int | None, margin: float = 0.95, burst_s: float = 1.0) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, tpm: int | None, rpm: int | None, margin: float = 0.95, burst_s: float = 1.0,
+                 bucket=None) -> None:
         self.tpm = tpm * margin if tpm else None
         self.rpm = rpm * margin if rpm else None
         self.burst_s = burst_s
-        self._tokens = self._cap_tokens(0)
-        self._requests = self._cap_requests()
-        self._t = time.monotonic()
-        self._paused_until = 0.0
+        self.bucket = bucket if bucket is not None else MemoryBucket()
         self.waited_s = 0.0
 
-    def _cap_tokens(self, request: int) -> float:
-        return max(self.tpm / 60 * self.burst_s, request) if self.tpm else 0.0
-
-    def _cap_requests(self) -> float:
-        return max(self.rpm / 60 * self.burst_s, 1.0) if self.rpm else 0.0
-
-    def _refill(self, now: float, request: int) -> None:
-        dt = now - self._t
-        self._t = now
-        if self.tpm:
-            self._tokens = min(self._cap_tokens(request), self._tokens + dt * self.tpm / 60)
-        if self.rpm:
-            self._requests = min(self._cap_requests(), self._requests + dt * self.rpm / 60)
+    @property
+    def rates(self) -> Rates:
+        return Rates(self.tpm / 60 if self.tpm else None, self.rpm / 60 if self.rpm else None, self.burst_s)
 
     def acquire(self, tokens: int) -> None:
-        """Block until a request of ``tokens`` tokens may be sent."""
+        """Block until a request of ``tokens`` tokens may be sent (the wait happens outside the shared lock)."""
+        need = tokens if self.tpm else 0
         while True:
-            with self._lock:
-                now = time.monotonic()
-                self._refill(now, tokens)
-                need_t = tokens if self.tpm else 0
-                delay = max(self._paused_until - now, 0.0)
-                if self.tpm and self._tokens < need_t:
-                    delay = max(delay, (need_t - self._tokens) / (self.tpm / 60))
-                if self.rpm and self._requests < 1:
-                    delay = max(delay, (1 - self._requests) / (self.rpm / 60))
-                if delay <= 0:
-                    if self.tpm:
-                        self._tokens -= need_t
-                    if self.rpm:
-                        self._requests -= 1
-                    return
+            rates = self.rates
+            delay = self.bucket.transact(lambda st, now, rates=rates: take(st, now, rates, need))
+            if delay <= 0:
+                return
             self.waited_s += delay
             time.sleep(min(delay, 5.0))
 
+    def pause(self, seconds: float) -> None:
+        """Nobody using the account sends for ``seconds`` (a 429's ``Retry-After``)."""
+        if seconds and seconds > 0:
+            self.bucket.transact(lambda st, now: pause(st, now, seconds))
+
     def observe(self, headers) -> None:
-        """Learn from a response's ``x-ratelimit-*`` headers."""
+        """Learn from a response's ``x-ratelimit-*`` headers: what is left caps the shared levels; none left pauses."""
         if headers is None:
             return
-        with self._lock:
-            limit = headers.get("x-ratelimit-limit-tokens")
-            if limit and limit.isdigit() and not self.tpm:
-                self.tpm = int(limit) * 0.95
-                self._tokens = self._cap_tokens(0)
-            remaining, reset = headers.get("x-ratelimit-remaining-tokens"), parse_duration(headers.get("x-ratelimit-reset-tokens"))
-            if remaining is not None and remaining.isdigit() and int(remaining) == 0 and reset:
-                self._paused_until = max(self._paused_until, time.monotonic() + reset)
+        limit = headers.get("x-ratelimit-limit-tokens")
+        if limit and limit.isdigit() and not self.tpm:
+            self.tpm = int(limit) * 0.95
+        left = {kind: _number(headers.get(f"x-ratelimit-remaining-{kind}")) for kind in ("tokens", "requests")}
+        wait = max([parse_duration(headers.get(f"x-ratelimit-reset-{kind}")) or 0.0
+                    for kind in ("tokens", "requests") if left[kind] is not None and left[kind] <= 0] or [0.0])
+        if left["tokens"] is None and left["requests"] is None:
+            return
+        rates = self.rates
+
+        def update(st, now):
+            tighten(st, now, rates, left["tokens"], left["requests"])
+            if wait > 0:
+                pause(st, now, wait)
+
+        self.bucket.transact(update)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
 
 
 # -- requests ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*data_versi
 
 tenants = dg.DynamicPartitionsDefinition(name="tenants")
 GROUP = "ragindex"
+EMBEDDING_POOL = "embedding_api"
 
 
 class DocumentsConfig(dg.Config):
@@ -124,7 +125,9 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
                 ("mean tokens", f"{numbers['mean_tokens']:.1f}")]),
         }))
 
-    @dg.asset(partitions_def=tenants, group_name=GROUP, kinds={"duckdb"},
+    # pool: how many embeddings steps may run at once over all runs (the instance's `concurrency: pools:`,
+    # dagster_home/postgres/dagster.yaml), so parallel tenant runs do not all call a hosted API at once
+    @dg.asset(partitions_def=tenants, group_name=GROUP, kinds={"duckdb"}, pool=EMBEDDING_POOL,
               check_specs=[dg.AssetCheckSpec("budget_respected", asset="embeddings", blocking=True,
                                              description="The plan is within the run's token and money budget.")],
               description="Missing vectors embedded into the tenant's cache, exactly as planned; a ledger row per paying run.")

@@ -7,6 +7,7 @@ import pytest
 
 from ragindex.store.tenants import TenantSettings
 from tests.support.data import passage_docs, write_jsonl
+from tests.support.postgres import local_postgres, require_postgres
 from tests.support.tenants import register
 
 
@@ -27,3 +28,11 @@ def instance(tenants):
     inst.add_dynamic_partitions("tenants", list(tenants))
     yield inst
     inst.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of its own for the module's tests (skipped without Postgres binaries, failed under CI)."""
+    require_postgres()
+    with local_postgres() as pg:
+        yield pg

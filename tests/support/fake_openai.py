@@ -14,8 +14,10 @@ all the same), a 502 from a gateway *after* the provider billed the request
 (``bad_gateway_every``), requests over the provider's limits answered 400, an
 ``insufficient_quota`` 429, vectors of another size than the model's
 (``dims``), and ``drift``, which changes every vector as a provider-side model
-update would. Every request is recorded with its tokens, so a test can count
-what was sent and what was billed (``charged``), answered or not.
+update would, and ``throttle_request``, one 429 for the whole account (the
+limit every client of it shares). Every request is recorded with its arrival time
+and tokens, so a test can count what was sent and what was billed (``charged``),
+answered or not, and the busiest window (``peak_tokens``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class Behaviour:
     max_input_tokens: int = 8192
     retry_after_s: float = 0.2
     seed: int = 0
+    # The n-th request (1-based) hits the account's limit: 429 with ``Retry-After: throttle_s`` (every client of the
+    # account should wait that long, not only the one that got it).
+    throttle_request: int = 0
+    throttle_s: float = 2.0
 
 
 @dataclass
@@ -138,6 +144,18 @@ class FakeOpenAI:
     def billed_tokens(self) -> int:
         return sum(r.billed_tokens for r in self.billed())
 
+    def peak_tokens(self, window_s: float) -> int:
+        """The most tokens that arrived (billed or not) in any ``window_s``-second sliding window."""
+        reqs = sorted((r.t, r.tokens) for r in self.requests)
+        best = total = lo = 0
+        for t, n in reqs:
+            total += n
+            while reqs[lo][0] <= t - window_s:
+                total -= reqs[lo][1]
+                lo += 1
+            best = max(best, total)
+        return best
+
     # -- the API -------------------------------------------------------------------
 
     def vector(self, text: str, model: str, dims: int) -> list[float]:
@@ -199,6 +217,9 @@ class FakeOpenAI:
                          "invalid_request_error", None)
             elif tokens > b.max_request_tokens:
                 error = (400, f"request has {tokens} tokens > {b.max_request_tokens} per request", "invalid_request_error", None)
+            elif b.throttle_request and n == b.throttle_request:
+                error = (429, "Rate limit reached for requests (the account's limit)", "requests", "rate_limit_exceeded",
+                         b.throttle_s)
             elif b.quota_after_tokens is not None and self.billed_tokens() + tokens > b.quota_after_tokens:
                 error = (429, "You exceeded your current quota, please check your plan and billing details.",
                          "insufficient_quota", "insufficient_quota")
