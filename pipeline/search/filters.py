@@ -163,13 +163,19 @@ def matches(node: dict, meta: dict, doc_id: str, row: dict | None = None) -> boo
 def document_mask(spec: dict, doc_ids: list[str], metadata: list[str]) -> np.ndarray:
     """Which documents (one metadata JSON and id each) the filter keeps."""
     out = np.zeros(len(doc_ids), dtype=bool)
+    for i, (d, meta) in enumerate(zip(doc_ids, _parsed(metadata))):
+        out[i] = matches(spec, meta, d)
+    return out
+
+
+def _parsed(metadata: list[str]):
+    """Each document's metadata JSON parsed, once per distinct string (documents often share theirs)."""
     cache: dict[str, dict] = {}
-    for i, (d, m) in enumerate(zip(doc_ids, metadata)):
+    for m in metadata:
         meta = cache.get(m)
         if meta is None:
             meta = cache[m] = json.loads(m) if m else {}
-        out[i] = matches(spec, meta, d)
-    return out
+        yield meta
 
 
 def uses_row_fields(node: Any) -> bool:
@@ -184,11 +190,7 @@ def row_mask(spec: dict, doc_ids: list[str], metadata: list[str], first_rows, n_
     """Which rows the filter keeps, for a filter with row fields: evaluated once per (document, page span)."""
     n = len(pages)
     out = np.zeros(n, dtype=bool)
-    cache: dict[str, dict] = {}
-    for d, m, first, count in zip(doc_ids, metadata, first_rows, n_rows):
-        meta = cache.get(m)
-        if meta is None:
-            meta = cache[m] = json.loads(m) if m else {}
+    for d, meta, first, count in zip(doc_ids, _parsed(metadata), first_rows, n_rows):
         seen: dict[tuple, bool] = {}
         for r in range(first, first + count):
             key = (pages[r], page_ends[r])

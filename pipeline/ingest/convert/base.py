@@ -70,7 +70,7 @@ class Layout:
         """The page holding character ``offset`` (the last page starting at or before it); None without pages."""
         if not self.pages:
             return None
-        i = bisect.bisect_right([p.start for p in self.pages], offset) - 1
+        i = bisect.bisect_right(self.pages, offset, key=lambda p: p.start) - 1  # no list of starts per call
         return self.pages[max(i, 0)].number
 
     def heading_path_at(self, offset: int) -> tuple[str, ...]:
