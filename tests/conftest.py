@@ -9,11 +9,19 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _models(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
+def _isolated_home(tmp_path, monkeypatch, _models):
     """Every test gets its own state directory; nothing leaks into the repo's .ragindex. Evaluation data is
-    the project's own (benchmarks/data), as in a bare clone, whatever $RAGINDEX_DATA_ROOT the shell has."""
+    the project's own (benchmarks/data), as in a bare clone, whatever $RAGINDEX_DATA_ROOT the shell has.
+    Model exports and identities ($RAGINDEX_MODELS) are shared by the session, as on one machine: an ONNX
+    export takes ~10 s. The tests of exporting set their own folder."""
     monkeypatch.setenv("RAGINDEX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RAGINDEX_MODELS", str(_models))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.delenv("RAGINDEX_SCHEMAS", raising=False)
     monkeypatch.delenv("RAGINDEX_FAULT", raising=False)

@@ -208,7 +208,8 @@ def _print_conversions(c: dict) -> None:
 
 
 def _print_plan(p: dict) -> None:
-    click.echo(f"plan for tenant {p['tenant']} with {p['chunker']} and {p['embedder']} on {p['device']}")
+    detail = f" ({p['embedder_detail']})" if p.get("embedder_detail") else ""
+    click.echo(f"plan for tenant {p['tenant']} with {p['chunker']} and {p['embedder']}{detail} on {p['device']}")
     if p.get("rebuild"):
         click.echo(f"  REBUILD    {p['rebuild']}")
     click.echo(f"  files      {p['files_seen']} seen, {p['files_read']} read (the rest unchanged since the last run)")

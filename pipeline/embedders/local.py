@@ -15,17 +15,21 @@ Which one a tenant gets is decided in one place, ``ragindex.embedders.registry``
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import importlib.metadata
+import json
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from ragindex.chunkers.tokenizers import minilm_dir
-from ragindex.errors import MissingExtra  # noqa: F401  (raised here; defined with the rest)
-from ragindex.fsutil import fingerprint_of
+from ragindex.chunkers.tokenizers import minilm_dir, read_tokenizer_json
+from ragindex.errors import MissingExtra, ModelDriftError, SettingsError  # noqa: F401  (MissingExtra: raised here)
+from ragindex.fsutil import atomic_write_text, fingerprint_of
+from ragindex.store.paths import models_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ProgressFn = Callable[[int, int], None]  # (texts done in this batch, tokens done in this batch)
@@ -81,6 +85,11 @@ def model_identity(model: str) -> dict:
     return {"model": DEFAULT_MODEL if default else d.name, "weights": weights_hash(str(d)), "config": h.hexdigest()}
 
 
+def model_token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Tokens per text as the model sees them before truncation (special tokens included)."""
+    return [len(e.ids) for e in tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+
+
 def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int = 512) -> list[np.ndarray]:
     """Group text indices into batches whose padded size stays within ``token_budget``.
 
@@ -100,12 +109,92 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int = 512
 
 
 def default_model_dir() -> Path:
-
     return minilm_dir()
 
 
-class SentenceTransformerEmbedder:
-    """A local sentence-transformers model, batched by tokens, fp16 on CUDA."""
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def predicted_device() -> str:
+    """The device torch would pick (``cuda`` when it can use a GPU, else ``cpu``), found without importing torch.
+
+    A CPU build of torch (``+cpu``) or no driver library means cpu; otherwise the CUDA driver is asked
+    for its devices (it honours ``CUDA_VISIBLE_DEVICES``). :meth:`SentenceTransformerEmbedder._load`
+    checks the prediction against torch's own answer.
+    """
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "cpu"
+    if "+cpu" in version:
+        return "cpu"
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        ok = cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0
+    except (OSError, AttributeError):
+        return "cpu"
+    return "cuda" if ok and count.value > 0 else "cpu"
+
+
+class BatchedEmbedder:
+    """What the local models share: counts truncated to the model's input, and batches by padded tokens.
+
+    A subclass sets ``dim``, ``max_seq_length`` and ``token_budget`` and gives ``full_token_counts`` and
+    ``_encode`` (unit vectors for one batch); ``_shrink`` may make room after an error (out of GPU
+    memory) so the batch is retried in halves.
+    """
+
+    dim: int
+    max_seq_length: int
+    token_budget: int
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        return [min(n, self.max_seq_length) for n in self.full_token_counts(texts)]
+
+    def _encode(self, batch: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _shrink(self, exc: Exception) -> bool:
+        return False
+
+    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None,
+              lengths: Sequence[int] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        lengths = list(lengths) if lengths is not None else self.token_counts(texts)
+        pending = list(plan_batches(lengths, self.token_budget))
+        while pending:
+            idx = pending.pop(0)
+            try:
+                vecs = self._encode([texts[i] for i in idx])
+            except Exception as exc:
+                if len(idx) == 1 or not self._shrink(exc):
+                    raise
+                # Halve rather than fail: the rest of the run keeps the smaller budget.
+                half = len(idx) // 2
+                pending[:0] = [idx[:half], idx[half:]]
+                continue
+            out[idx] = vecs.astype(np.float32, copy=False)
+            if on_batch:
+                on_batch(len(idx), int(sum(lengths[i] for i in idx)))
+        return out
+
+
+class SentenceTransformerEmbedder(BatchedEmbedder):
+    """A local sentence-transformers model, batched by tokens, fp16 on CUDA; loaded when first used.
+
+    What identifies it (name, dimension, max_seq_length, fingerprint) is known without loading: it is
+    read from ``$RAGINDEX_MODELS/identity-<key>.json`` (default ``$RAGINDEX_HOME/models``), written the first time the model was
+    loaded, where the key hashes the model's files, the device and the library versions that shape the
+    vectors. So a run that embeds nothing (a no-op reindex, ``plan`` of no change, ``status``) never
+    imports torch. A first use, or any change of files or versions, loads the model to learn them.
+    """
 
     def __init__(
         self,
@@ -117,6 +206,52 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        is_default = model_dir is None
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        if not (self.model_dir / "modules.json").exists() and not (self.model_dir / "config.json").exists():
+            raise FileNotFoundError(f"{self.model_dir} is not a sentence-transformers model directory (no modules.json or config.json)")
+        self.device = device or os.environ.get("RAGINDEX_DEVICE") or predicted_device()
+        self.dtype_class = "fp16" if self.device.startswith("cuda") else "fp32"
+        self.name = name or (DEFAULT_MODEL if is_default else self.model_dir.name)
+        self.normalize = True
+        self._model = None
+        self._identity_file = models_dir() / f"identity-{self._identity_key()}.json"
+        known = self._read_identity()
+        if known is None:
+            self._load()
+        else:
+            self.dim, self.max_seq_length, self.fingerprint = known["dim"], known["max_seq_length"], known["fingerprint"]
+        # Padded tokens per batch. On CPU, ~16 full-length texts per batch measured
+        # fastest (benchmarks/embed_bench.py: 16k tokens ran 0.91-0.93x raw encode,
+        # 4k tokens 1.10x); on CUDA start large and halve on out-of-memory.
+        self.token_budget = token_budget or (256 * 1024 if self.device.startswith("cuda") else 4 * 1024)
+
+    # -- identity without loading ------------------------------------------------------
+
+    def _identity_key(self) -> str:
+        versions = {pkg: _version(pkg) for pkg in ("sentence-transformers", "transformers", "torch")}
+        return fingerprint_of(name=self.name, files=model_identity(str(self.model_dir)), device=self.dtype_class,
+                              versions=versions)[:32]
+
+    def _read_identity(self) -> dict | None:
+        try:
+            known = json.loads(self._identity_file.read_text())
+            return {k: known[k] for k in ("dim", "max_seq_length", "fingerprint")}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # not yet known here (or unreadable): load the model once to learn it
+
+    @property
+    def model(self):
+        """The loaded SentenceTransformer (loading it the first time)."""
+        if self._model is None:
+            self._load()
+        return self._model
+
+    @property
+    def _tokenizer(self):
+        return self.model.tokenizer
+
+    def _load(self) -> None:
         import torch
         import transformers
 
@@ -124,73 +259,65 @@ class SentenceTransformerEmbedder:
         transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
-        is_default = model_dir is None
-        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        if not (self.model_dir / "modules.json").exists() and not (self.model_dir / "config.json").exists():
-            raise FileNotFoundError(f"{self.model_dir} is not a sentence-transformers model directory (no modules.json or config.json)")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        usable = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and usable == "cpu":
+            raise SettingsError(f"the CUDA driver reports a GPU but torch {torch.__version__} cannot use it; fix the CUDA "
+                                "install, or run on the CPU with RAGINDEX_DEVICE=cpu")
         if self.device == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)
-        self.model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
-        self.dtype_class = "fp16" if self.device.startswith("cuda") else "fp32"
+        model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
         if self.dtype_class == "fp16":
-            self.model.half()
-        self.name = name or (DEFAULT_MODEL if is_default else self.model_dir.name)
-        self.max_seq_length = int(self.model.max_seq_length)
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
-        self.normalize = True
-        pooling = next((m for m in self.model if type(m).__name__ == "Pooling"), None)
-        self.fingerprint = fingerprint_of(
+            model.half()
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        pooling = next((m for m in model if type(m).__name__ == "Pooling"), None)
+        dim, max_seq_length = int(get_dim()), int(model.max_seq_length)
+        fingerprint = fingerprint_of(
             model=self.name,
             weights=weights_hash(str(self.model_dir)),
-            max_seq_length=self.max_seq_length,
+            max_seq_length=max_seq_length,
             normalize=self.normalize,
             pooling=pooling.get_config_dict() if pooling is not None else None,
             dtype_class=self.dtype_class,
         )
-        # Padded tokens per batch. On CPU, ~16 full-length texts per batch measured
-        # fastest (benchmarks/embed_bench.py: 16k tokens ran 0.91-0.93x raw encode,
-        # 4k tokens 1.10x); on CUDA start large and halve on out-of-memory.
-        self.token_budget = token_budget or (256 * 1024 if self.device.startswith("cuda") else 4 * 1024)
-        self._tokenizer = self.model.tokenizer
+        if self._model is None and getattr(self, "fingerprint", fingerprint) != fingerprint:
+            raise ModelDriftError(f"{self._identity_file} says {self.name} has fingerprint {self.fingerprint[:12]}, "
+                                  f"but the loaded model has {fingerprint[:12]}; delete that file and run again")
+        self._model, self.dim, self.max_seq_length, self.fingerprint = model, dim, max_seq_length, fingerprint
+        try:
+            self._identity_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self._identity_file, json.dumps(
+                {"model": self.name, "model_dir": str(self.model_dir), "dim": dim, "max_seq_length": max_seq_length,
+                 "fingerprint": fingerprint}, indent=1) + "\n")
+        except OSError:
+            pass  # a read-only home: the next process loads the model to learn its identity again
+
+    @cached_property
+    def _fast_tokenizer(self):
+        """The model's ``tokenizer.json`` read by the tokenizers library: the same counts as the loaded
+        model's tokenizer (tested), without loading the model; None when the directory has none."""
+        path = self.model_dir / "tokenizer.json"
+        return read_tokenizer_json(path) if path.exists() else None
 
     def full_token_counts(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
+        if self._fast_tokenizer is not None:
+            return model_token_counts(self._fast_tokenizer, texts)
         enc = self._tokenizer(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False, return_token_type_ids=False)
         return [len(ids) for ids in enc["input_ids"]]
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        return [min(n, self.max_seq_length) for n in self.full_token_counts(texts)]
+    def _encode(self, batch: list[str]) -> np.ndarray:
+        return self.model.encode(batch, batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=self.normalize,
+                                 show_progress_bar=False)
 
-    def embed(self, texts: Sequence[str], on_batch: ProgressFn | None = None,
-              lengths: Sequence[int] | None = None) -> np.ndarray:
+    def _shrink(self, exc: Exception) -> bool:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch first
+            return False
         import torch
 
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        lengths = list(lengths) if lengths is not None else self.token_counts(texts)
-        pending = list(plan_batches(lengths, self.token_budget))
-        while pending:
-            idx = pending.pop(0)
-            batch = [texts[i] for i in idx]
-            try:
-                vecs = self.model.encode(batch, batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=self.normalize, show_progress_bar=False)
-            except torch.cuda.OutOfMemoryError:
-                if len(idx) == 1:
-                    raise
-                # Halve rather than fail: the rest of the run keeps the smaller budget.
-                torch.cuda.empty_cache()
-                self.token_budget = max(self.token_budget // 2, self.max_seq_length)
-                half = len(idx) // 2
-                pending[:0] = [idx[:half], idx[half:]]
-                continue
-            out[idx] = vecs.astype(np.float32, copy=False)
-            if on_batch:
-                on_batch(len(idx), int(sum(lengths[i] for i in idx)))
-        return out
+        torch.cuda.empty_cache()
+        self.token_budget = max(self.token_budget // 2, self.max_seq_length)
+        return True
 
 
 class HashEmbedder:

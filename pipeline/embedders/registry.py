@@ -1,7 +1,7 @@
 """Which embedder a tenant uses, decided in one place, and each model built once per process.
 
 A model is named by a string: ``default`` (the bundled all-MiniLM-L6-v2),
-``hash`` (tests), a local sentence-transformers directory, or ``openai:MODEL`` (an
+``all-MiniLM-L6-v2-int8`` (the same weights, int8 on ONNX Runtime; ``-onnx``: fp32 on it), ``hash`` (tests), a local sentence-transformers directory, or ``openai:MODEL`` (an
 OpenAI-compatible API; ``dimensions`` is passed to it). The choice for a tenant
 is, in order: an explicit model (the CLI's ``--model`` / ``$RAGINDEX_MODEL``,
 ``Ragindex(model=...)``, the Dagster ``EmbedderResource``), else the tenant's own
@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragindex.embedders import local
 from ragindex.embedders.local import DEFAULT_MODEL, Embedder, HashEmbedder, _cached_st
+from ragindex.embedders.onnx import VARIANTS as ONNX_VARIANTS
+from ragindex.embedders.onnx import cached_onnx, variant_identity
 from ragindex.errors import MissingExtra
 from ragindex.store.tenants import TenantStore
 
@@ -38,6 +41,8 @@ class EmbedderConfig:
             raise ValueError(f"--dimensions applies to hosted models (openai:MODEL), not to {self.model!r}")
         if self.model in ("default", DEFAULT_MODEL):
             return _cached_st(None, self.device)
+        if self.model in ONNX_VARIANTS:
+            return cached_onnx(self.model)
         return _cached_st(str(Path(self.model).resolve()), self.device)
 
 
@@ -59,6 +64,10 @@ def _hosted(model: str, dimensions: int | None):
     return OpenAIEmbedder(HostedSettings.from_env(model, dimensions))
 
 
+def model_identity(model: str) -> dict:
+    """What identifies ``model`` without loading it: name, weights and configuration hashes (and, for the ONNX
+    variants, the export and quantisation this CPU gets). The gate keeps it beside each baseline."""
+    return variant_identity(model) if model in ONNX_VARIANTS else local.model_identity(model)
 
 
 def model_for(store: TenantStore, tenant: str | None, model: str | None = None, dimensions: int | None = None,

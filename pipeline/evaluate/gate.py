@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragindex.embedders.local import model_identity
+from ragindex.embedders.registry import model_identity
 from ragindex.embedders.registry import EmbedderConfig
 from ragindex.evaluate import datasets
 from ragindex.evaluate.metrics import paired_bootstrap_ci

@@ -87,6 +87,7 @@ def commit(store: TenantStore, staged: StagedChunks, plan: Plan, ledger: dict, c
         documents=sum(r.live_docs for r in refs), chunks=sum(r.live_rows for r in refs), source=cs.source,
         docs_digest=cs.docs_digest, versions=content_versions(cs.docs_digest, cs.config.chunker_fp, embedder.fingerprint),
         run={"run_id": ledger.get("run_id"), "changes": cs.counts(), "rebuild": cs.rebuild,
+             **({"embedder_detail": plan.embedder_detail} if plan.embedder_detail else {}),
              "plan": {"texts_to_embed": plan.texts_to_embed, "tokens_to_embed": plan.tokens_to_embed,
                       "cost_usd": plan.usd(plan.cost_usd)},
              "ledger": {k: plan.ledger_report(ledger).get(k) for k in ("texts", "tokens", "tokens_cl100k", "seconds", "cost_usd")}},

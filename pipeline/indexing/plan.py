@@ -90,6 +90,8 @@ class Plan:
     # PDF, DOCX, PPTX and HTML files: converted (files, pages, seconds), from the conversion cache, failed, and
     # read again because their converter changed, with how many of those have new text (ingest.changes.Conversions).
     conversions: dict = field(default_factory=dict)
+    # how the model runs, where it says (the ONNX variants: the quantisation picked for this CPU)
+    embedder_detail: str = ""
     to_embed: dict[str, str] = field(default_factory=dict, repr=False)
     to_embed_tokens: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     skipped: list = field(default_factory=list, repr=False)  # inputs skipped with a reason (Skipped); not in the report
@@ -204,13 +206,14 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
         cl100k_each = get_tokenizer("cl100k_base").count_many([texts[first[uniq[j]]] for j in missing]) if missing else []
     order = sorted(range(len(missing)), key=lambda i: -counts[i])
     tokens = int(sum(counts))
-    rate, source = throughput.get(embedder)
     hosted = embedder.device == "api"
     asked = {sha256_text(q): q for q in queries} if hosted else {}
     new_queries = [(h, q) for h, q in asked.items() if h not in cached and h not in first]
     query_counts = embedder.full_token_counts([q for _, q in new_queries]) if new_queries else []
     probe = embedder_probe_tokens(embedder) if hosted and probe and (missing or new_queries) else 0
     sent = tokens + int(sum(query_counts)) + probe
+    # nothing to embed: no rate is needed, and measuring one would load the model for nothing
+    rate, source = throughput.get(embedder) if sent else (0.0, "nothing to embed")
     seconds = sent / rate if rate > 0 else 0.0
     if hosted:
         price = model_price(embedder)
@@ -224,7 +227,8 @@ def make_plan(staged, cached: set[str], embedder, prices: Prices, throughput: "T
     counts_ = cs.counts()
     return Plan(
         tenant=cs.config.tenant, chunker=cs.config.chunker, chunker_fp=cs.config.chunker_fp, embedder=embedder.name,
-        embedder_fp=embedder.fingerprint, device=embedder.device, base_generation=cs.base, rebuild=cs.rebuild,
+        embedder_fp=embedder.fingerprint, device=embedder.device, embedder_detail=getattr(embedder, "detail", ""),
+        base_generation=cs.base, rebuild=cs.rebuild,
         docs_new=counts_["docs_new"], docs_changed=counts_["docs_changed"], docs_deleted=counts_["docs_deleted"],
         docs_unchanged=counts_["docs_unchanged"], docs_skipped=counts_["docs_skipped"],
         docs_kept_unreadable=counts_["docs_kept_unreadable"], files_seen=cs.files_seen, files_read=cs.files_read,

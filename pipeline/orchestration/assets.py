@@ -155,6 +155,7 @@ def build_assets(chunks_code_version: str) -> list[dg.AssetsDefinition]:
         versions = content_versions(cs.docs_digest, cs.config.chunker_fp, cs.config.embedder_fp)
         yield dg.Output(done, data_version=dg.DataVersion(versions["embeddings"]), metadata=summary_first({
             **typed({"chunker": cs.config.chunker, "embedder": plan.embedder, "device": plan.device,
+                     **({"embedder_detail": plan.embedder_detail} if plan.embedder_detail else {}),
                      "run_id": ledger.get("run_id") or "(nothing embedded)", **numbers}),
             "hosted_usd": dg.MetadataValue.json(plan.hosted_usd),  # the same tokens at hosted-API prices
             "plan": dg.MetadataValue.json(plan.report()),

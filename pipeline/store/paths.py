@@ -39,6 +39,12 @@ def home() -> Path:
     return Path(os.environ.get("RAGINDEX_HOME") or ".ragindex").absolute()
 
 
+def models_dir() -> Path:
+    """Where exported models and model identities live: ``$RAGINDEX_MODELS``, default ``$RAGINDEX_HOME/models``
+    (shared by every tenant of the home; point several homes, or a container image, at one folder)."""
+    return Path(os.environ.get("RAGINDEX_MODELS") or home() / "models").absolute()
+
+
 @dataclass(frozen=True)
 class TenantPaths:
     """The files of one tenant (see DESIGN: per-tenant physical partitioning)."""

@@ -154,3 +154,16 @@ def test_changed_embedder_is_evaluated_not_skipped(gate):
     assert res.exit_code == 5
     v = json.loads(res.stdout)["schemas"][0]
     assert v["status"] == "not-recorded" and any(c.startswith("embedder ") for c in v["changed"])
+
+
+def test_the_gate_judges_the_int8_variant_against_fp32_baselines(gate):
+    """`ragindex --model all-MiniLM-L6-v2-int8 eval diff`: the model change is named and the variant is evaluated,
+    with the per-metric deltas and paired intervals the decision to make it a default rests on."""
+    res = invoke("--model", "all-MiniLM-L6-v2-int8", "eval", "diff", "--baselines", str(gate["baselines"]), "--json")
+    assert res.exit_code in (0, 5), res.output
+    (v,) = json.loads(res.stdout)["schemas"]
+    assert any("all-MiniLM-L6-v2 -> all-MiniLM-L6-v2-int8" in c for c in v["changed"]), v["changed"]
+    recall = v["diff"]["recall"]
+    assert v["embedded"] > 0 and recall["after"] > 0.5 and recall["after"] != recall["before"]  # int8 vectors, not fp32's
+    lo, hi = recall["ci95"]
+    assert lo <= recall["delta"] <= hi
