@@ -13,7 +13,7 @@
 4. No model loaded for nothing: wall of a no-op ``ragindex reindex`` of the README's docs tenant, of
    ``ragindex --help``, and ``python -X importtime`` of the CLI (median of 5 each).
 
-Usage: python benchmarks/cpu_variants.py [--texts 2000] [--build-docs 1000] [--skip-quality]
+Usage: python benchmarks/cpu_variants.py [--texts 2000] [--build-docs 1000] [--skip-quality] [--plot]
 Writes benchmarks/results/cpu_variants.json and .png.
 """
 
@@ -173,6 +173,7 @@ def plot(out: dict, path: Path) -> None:
     axes[0].bar(names, tps, color=["#999999", "#4c72b0", "#55a868", "#c44e52"])
     for i, v in enumerate(tps):
         axes[0].text(i, v, f"{v:.0f}" + ("" if i == 0 else f"\n{v / tps[0]:.2f}x"), ha="center", va="bottom")
+    axes[0].set_ylim(0, max(tps) * 1.25)
     axes[0].set_ylabel("texts/s (SciFact abstracts, 2 CPU cores)")
     axes[0].set_title("embed stage vs raw SentenceTransformer.encode fp32")
     if "quality" in out:
@@ -193,7 +194,11 @@ def main() -> None:
     ap.add_argument("--build-docs", type=int, default=1000)
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS / "cpu_variants.json")
+    ap.add_argument("--plot", action="store_true", help="redraw the plot from the results file, run nothing")
     args = ap.parse_args()
+    if args.plot:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     os.environ["RAGINDEX_HOME"] = str(WORK / "home")

@@ -155,7 +155,8 @@ class Tenant:
         The schema and mode of a tenant that already has a live generation are its
         pin: changing them is a migration (:meth:`migrate`), so passing others is
         refused. The source must exist and be of a kind ragindex reads, and the mode be one of
-        dense, bm25, hybrid: nothing is saved otherwise. Example:
+        dense, bm25, hybrid: nothing is saved otherwise. A model not given keeps the one the tenant has
+        (changing it is ``model=``; ``"default"`` is the torch model). Example:
         ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
         """
         arguments.choice(mode, MODES, "mode")
@@ -172,7 +173,9 @@ class Tenant:
                     f"`ragindex migrate --tenant {self.name} --to {chunker or pinned.chunker}"
                     + (f" --mode {mode}" if mode else "") + "`")
             s = replace(old, source=source, chunker=chunker or old.chunker or DEFAULT_SCHEMA,
-                        eval_set=eval_set, model=model, dimensions=dimensions, mode=mode if mode is not None else old.mode)
+                        eval_set=eval_set, model=model if model is not None else old.model,
+                        dimensions=dimensions if model is not None or dimensions is not None else old.dimensions,
+                        mode=mode if mode is not None else old.mode)
             w.save_settings(s)
         return self.settings
 

@@ -11,9 +11,11 @@ key hashes the weights, the export recipe, the quantisation and the onnxruntime 
   (written in a temporary folder, then renamed), so a crash mid-export leaves nothing half-made.
 
 The quantisation is picked for the CPU (:func:`choose_quantization`): with VNNI (avx512_vnni,
-avx_vnni or AMX), signed int8 weights per channel; with avx2 only, unsigned 7-bit weights
-(``reduce_range``, which avoids the avx2 kernels' saturation); without avx2, the fp32 export.
-``RAGINDEX_ONNX_QUANT=vnni|avx2|fp32`` overrides it. int8 vectors are not fp32 vectors: the
+avx_vnni or AMX), signed int8 weights per channel (per-tensor scales cost too much: mean cosine to
+fp32 0.94 against 0.995, benchmarks/results/cpu_variants.json); without VNNI, the fp32 export, which
+gives torch's vectors 1.4-1.6x faster, because int8 there was not measured faster on a machine of
+ours. ``RAGINDEX_ONNX_QUANT=vnni|avx2|fp32`` overrides it (``avx2``: per-channel int8 with 7-bit
+weights, ``reduce_range``, which avoids the saturation of the avx2 kernels). int8 vectors are not fp32 vectors: the
 variant's fingerprint names the model, the export, the quantisation and onnxruntime's major
 version, so the cache never mixes them, and moving a tenant to it is a model change that ``plan``
 prices.
@@ -60,7 +62,7 @@ log = logging.getLogger(__name__)
 # Quantisation configurations, by name (the arguments of onnxruntime.quantization.quantize_dynamic).
 QUANTIZATIONS = {
     "vnni": {"weight_type": "QInt8", "per_channel": True, "reduce_range": False},
-    "avx2": {"weight_type": "QUInt8", "per_channel": False, "reduce_range": True},
+    "avx2": {"weight_type": "QInt8", "per_channel": True, "reduce_range": True},
 }
 
 
@@ -86,9 +88,7 @@ def choose_quantization(flags: set[str] | None = None) -> str:
     flags = cpu_flags() if flags is None else flags
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         return "vnni"
-    if "avx2" in flags:
-        return "avx2"
-    return "fp32"
+    return "fp32"  # int8 without VNNI was not measured faster than fp32: RAGINDEX_ONNX_QUANT=avx2 tries it
 
 
 def variant_identity(variant: str) -> dict:

@@ -1,25 +1,31 @@
 """Which embedder a tenant uses, decided in one place, and each model built once per process.
 
-A model is named by a string: ``default`` (the bundled all-MiniLM-L6-v2),
-``all-MiniLM-L6-v2-int8`` (the same weights, int8 on ONNX Runtime; ``-onnx``: fp32 on it), ``hash`` (tests), a local sentence-transformers directory, or ``openai:MODEL`` (an
+A model is named by a string: ``default`` (the bundled all-MiniLM-L6-v2 on torch),
+``all-MiniLM-L6-v2-int8`` (the same weights, int8 on ONNX Runtime; ``-onnx``: fp32 on
+it), ``hash`` (tests), a local sentence-transformers directory, or ``openai:MODEL`` (an
 OpenAI-compatible API; ``dimensions`` is passed to it). The choice for a tenant
 is, in order: an explicit model (the CLI's ``--model`` / ``$RAGINDEX_MODEL``,
 ``Ragindex(model=...)``, the Dagster ``EmbedderResource``), else the tenant's own
-setting (``ragindex tenants add --model``), else ``default``. The CLI, the Python
+setting (``ragindex tenants add --model``), else ``default`` for a live tenant
+(existing tenants keep their model), else :func:`new_tenant_model`, which the first
+build records in the tenant's settings. The CLI, the Python
 API, ``ragindex serve`` and the Dagster assets all resolve through
 :func:`model_for` and build through :class:`Embedders`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragindex.embedders import local
 from ragindex.embedders.local import DEFAULT_MODEL, Embedder, HashEmbedder, _cached_st
 from ragindex.embedders.onnx import VARIANTS as ONNX_VARIANTS
-from ragindex.embedders.onnx import cached_onnx, variant_identity
+from ragindex.embedders.local import predicted_device
+from ragindex.embedders.onnx import INT8, cached_onnx, choose_quantization, variant_identity
 from ragindex.errors import MissingExtra
+from ragindex.store.manifests import current_id
 from ragindex.store.tenants import TenantStore
 
 
@@ -72,14 +78,28 @@ def model_identity(model: str) -> dict:
 
 def model_for(store: TenantStore, tenant: str | None, model: str | None = None, dimensions: int | None = None,
               device: str | None = None) -> EmbedderConfig:
-    """The embedder ``tenant`` uses: ``model`` if given, else the tenant's setting, else the bundled default."""
+    """The embedder ``tenant`` uses: ``model`` if given, else the tenant's setting, else (see the module) the
+    torch model for a live tenant and :func:`new_tenant_model` for a new one."""
     if model:
         return EmbedderConfig(model, device, dimensions)
     if tenant and store.exists(tenant):
         s = store.stored_settings(tenant)  # the model is the tenant's setting (only schema and mode come from the live generation)
         if s.model:
             return EmbedderConfig(s.model, device, dimensions or s.dimensions)
-    return EmbedderConfig("default", device, dimensions)
+        if current_id(store.paths(tenant)) is not None:
+            return EmbedderConfig("default", device, dimensions)  # a live tenant keeps the model it was built with
+    return EmbedderConfig(new_tenant_model(device) if tenant else "default", device, dimensions)
+
+
+def new_tenant_model(device: str | None = None) -> str:
+    """The model a tenant with none gets at its first build: the int8 variant on a CPU that runs it as int8 (it
+    passed the gate: README, "The CPU fast path"), the bundled torch model elsewhere (a GPU, a CPU without
+    VNNI). ``RAGINDEX_NEW_TENANT_MODEL`` overrides it. The first build records it in the tenant's settings."""
+    forced = (os.environ.get("RAGINDEX_NEW_TENANT_MODEL") or "").strip()
+    if forced:
+        return forced
+    on_cpu = (device or os.environ.get("RAGINDEX_DEVICE") or predicted_device()) == "cpu"
+    return INT8 if on_cpu and choose_quantization() != "fp32" else "default"
 
 
 class Embedders:

@@ -8,10 +8,9 @@ calls the stage it stands for, so both run the same code with the same budget
 timing. Detect and chunk only read. The tenant's writer (``store.writer``) is
 opened at the first write and held to the end of the run, or held by the caller
 for longer (a Dagster run, across its steps); the budget is checked under it
-before anything is written. A stage
-that finds the live generation moved since detection (another writer came in
-between) detects again under the lock, so nothing is paid twice and no newer
-generation is overwritten with an older view.
+before anything is written. A stage that finds the live generation moved since
+detection (another writer came in between) detects again under the lock, so
+nothing is paid twice and no newer generation is overwritten with an older view.
 
 A run that finds no change writes nothing and reports ``status: unchanged``.
 """
@@ -23,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ragindex.embedders.onnx import VARIANTS as ONNX_VARIANTS
 from ragindex.fsutil import sha256_text
 from ragindex.indexing.checks import ChecksFailed, Gate, MassDeletion, budget_gate, deletion_gate
 from ragindex.indexing.chunk import StagedChunks, chunk_changes, piece_stage
@@ -76,8 +76,7 @@ class TenantRun:
         self.prices = o.prices or Prices.load()
         settings = store.settings(tenant) if store.exists(tenant) else None
         self.allow_deletions = o.allow_deletions if o.allow_deletions is not None else bool(settings and settings.allow_deletions)
-        # The mode the quality gate scores: the run's, else the tenant's; a tenant being created gets the
-        # mode of the schema this run uses (the default configuration's for the default schema).
+        # The mode the quality gate scores: the run's, else the tenant's, else (a new tenant) its schema's default.
         self.mode = o.mode or tenant_mode(settings if settings else TenantSettings(chunker=self.schema.ref))
         self.seconds: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
@@ -226,6 +225,7 @@ class TenantRun:
                                     quality_tolerance=self.options.quality_tolerance, segments=SegmentCache(), search_mode=self.mode,
                                     accept_regression=self.options.accept_regression)
         self.seconds["commit"] = time.perf_counter() - t0
+        self._remember_model(cs.base)
         t0 = time.perf_counter()
         upkeep = self._writer.maintain()
         self.seconds["maintenance"] = time.perf_counter() - t0
@@ -345,6 +345,11 @@ class TenantRun:
             self._use_epoch(cfg.embedder_epoch)
         if self._accept_from is not None:
             self._use_epoch(self._accept_from + 1)
+
+    def _remember_model(self, base: str | None) -> None:
+        """A first generation built with an ONNX variant (new tenants' default) keeps it; see embedders.registry."""
+        if base is None and (st := self.store.stored_settings(self.tenant)).model is None and self.embedder.name in ONNX_VARIANTS:
+            self._writer.save_settings(replace(st, model=self.embedder.name))
 
     def _throughput(self) -> Throughput:
         return Throughput(self.store.root)

@@ -78,7 +78,7 @@ def test_commands_that_embed_nothing_never_import_torch(tmp_path):
     docs = passage_docs(4)
     for d in docs:
         (src / f"{d['_id']}.md").write_text(f"# {d['title']}\n\n{d['text']}\n")
-    assert "torch" in _cli(home, "reindex", "--tenant", "docs", "--source", str(src))["heavy"]  # the first build embeds
+    assert "torch" in _cli(home, "--model", "default", "reindex", "--tenant", "docs", "--source", str(src))["heavy"]  # it embeds
 
     shutil.rmtree(home / "throughput")  # as on a machine that never measured the model: a no-op plan measures nothing
     nothing = [("reindex", "--tenant", "docs"), ("plan", "--tenant", "docs"), ("status", "--tenant", "docs"),
@@ -106,3 +106,18 @@ def test_token_counts_without_the_model_equal_the_models_own(model):
     assert model._fast_tokenizer is not None
     assert model.full_token_counts(texts) == [len(ids) for ids in hf]
     assert max(model.token_counts(texts)) == model.max_seq_length  # the long ones are truncated to the model's input
+
+
+@pytest.mark.slow
+def test_an_int8_tenant_embeds_without_torch_and_its_no_op_loads_nothing(tmp_path, monkeypatch):
+    """A new tenant gets the int8 variant (on a VNNI CPU): once exported, embedding needs onnxruntime, not torch."""
+    monkeypatch.setenv("RAGINDEX_ONNX_QUANT", "vnni")  # subprocesses inherit it: the same choice on any CPU
+    home, src = tmp_path / "home", tmp_path / "docs"
+    src.mkdir()
+    for d in passage_docs(3):
+        (src / f"{d['_id']}.md").write_text(f"# {d['title']}\n\n{d['text']}\n")
+    assert "onnxruntime" in _cli(home, "reindex", "--tenant", "fast", "--source", str(src))["heavy"]  # exports, embeds
+    assert _cli(home, "reindex", "--tenant", "fast")["heavy"] == []
+    assert _cli(home, "plan", "--tenant", "fast")["heavy"] == []
+    (src / "new.md").write_text("# New\n\nA sentence nobody embedded before, about lighthouses.\n")
+    assert _cli(home, "reindex", "--tenant", "fast")["heavy"] == ["onnxruntime"]  # the export is there: no torch

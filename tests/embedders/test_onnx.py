@@ -22,7 +22,7 @@ def test_the_quantisation_follows_the_cpu_and_can_be_forced(monkeypatch):
     monkeypatch.delenv("RAGINDEX_ONNX_QUANT", raising=False)
     assert choose_quantization({"avx2", "avx512f", "avx512_vnni"}) == "vnni"
     assert choose_quantization({"avx2", "avx_vnni"}) == "vnni"
-    assert choose_quantization({"avx2", "fma"}) == "avx2"
+    assert choose_quantization({"avx2", "fma"}) == "fp32"  # int8 without VNNI only when asked for
     assert choose_quantization({"sse4_2"}) == "fp32"
     monkeypatch.setenv("RAGINDEX_ONNX_QUANT", "avx2")
     assert choose_quantization({"avx512_vnni"}) == "avx2"
@@ -117,7 +117,7 @@ def test_a_tenant_moves_to_the_int8_variant_as_a_priced_model_change(tmp_path):
 
     docs = passage_docs(8)
     folder = make_folder(tmp_path / "docs", docs)
-    _cli("reindex", "--tenant", "acme", "--source", str(folder))  # the torch model, as existing tenants have
+    _cli("--model", "default", "reindex", "--tenant", "acme", "--source", str(folder))  # the torch model, as older tenants
     _cli("tenants", "add", "acme", "--source", str(folder), "--model", INT8)
     plan = _cli("plan", "--tenant", "acme", "--json")
     assert plan["embedder"] == INT8 and "quantisation" in plan["embedder_detail"]
@@ -143,3 +143,31 @@ def test_eval_takes_the_variant(tmp_path):
     out = _cli("--model", INT8, "eval", "--dataset", str(folder), "--whole-docs", "--mode", "dense", "--json")
     assert out["embedder_fingerprint"] == OnnxEmbedder(INT8).fingerprint
     assert out["metrics"]["ndcg@10"] > 0.8
+
+
+def test_new_tenants_get_the_int8_variant_and_live_tenants_keep_theirs(tmp_path, monkeypatch):
+    from ragindex.api import Ragindex
+    from ragindex.embedders.registry import new_tenant_model
+    from tests.support.folders import make_folder
+
+    monkeypatch.delenv("RAGINDEX_NEW_TENANT_MODEL", raising=False)
+    monkeypatch.setenv("RAGINDEX_ONNX_QUANT", "vnni")  # as on this project's machines (VNNI), whatever runs the test
+    assert new_tenant_model() == INT8
+    assert new_tenant_model("cuda") == "default"  # a GPU runs the torch model in fp16
+    monkeypatch.setenv("RAGINDEX_ONNX_QUANT", "fp32")
+    assert new_tenant_model() == "default"  # no int8 on this CPU: the torch model
+    monkeypatch.setenv("RAGINDEX_ONNX_QUANT", "vnni")
+
+    folder = make_folder(tmp_path / "docs", passage_docs(4))
+    rx = Ragindex()
+    fresh = rx.tenant("fresh")
+    fresh.reindex(source=str(folder))
+    assert fresh.settings.model == INT8 and rx.embedder_for("fresh").name == INT8  # recorded by its first build
+    fresh.add(source=str(folder))  # re-registering without --model keeps it
+    assert fresh.settings.model == INT8
+    assert fresh.reindex().status == "unchanged"
+
+    Ragindex(model="default").tenant("legacy").reindex(source=str(folder))  # built with the torch model, no setting
+    assert Ragindex().tenant("legacy").settings.model is None
+    assert Ragindex().embedder_for("legacy").name == "all-MiniLM-L6-v2"  # a live tenant keeps its model
+    assert Ragindex().tenant("legacy").plan().texts_to_embed == 0
