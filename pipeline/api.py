@@ -155,7 +155,7 @@ class Tenant:
         The schema and mode of a tenant that already has a live generation are its
         pin: changing them is a migration (:meth:`migrate`), so passing others is
         refused. The source must exist and be of a kind ragindex reads, and the mode be one of
-        dense, bm25, hybrid: nothing is saved otherwise. A model not given keeps the one the tenant has
+        dense, bm25, hybrid, hybrid-ctx: nothing is saved otherwise. A model not given keeps the one the tenant has
         (changing it is ``model=``; ``"default"`` is the torch model). Example:
         ``rx.tenant("acme").add(source="./docs", chunker="markdown@1", mode="hybrid")``
         """
@@ -224,7 +224,8 @@ class Tenant:
     # -- searching ------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, mode: str | None = None, filter: dict | str | None = None) -> list[Hit]:
-        """The ``k`` best chunks for ``query``: mode dense, bm25 or hybrid (default: the tenant's), optionally filtered.
+        """The ``k`` best chunks for ``query`` (mode dense, bm25, hybrid, hybrid-ctx; default: the tenant's), optionally
+        filtered.
 
         ``query`` is non-blank UTF-8 text and ``k`` a whole number from 1 to 1000, else ArgumentError.
         Example: ``rx.tenant("acme").search("rotate keys", k=3, filter={"path": {"prefix": "ops/"}})``

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ragindex.cli.root import EXIT_CHECK, _emit, _errors, json_option, main, pass_ctx, tenant_option
+from ragindex.cli.root import EXIT_CHECK, SEARCH_MODES, _emit, _errors, json_option, main, pass_ctx, tenant_option
 from ragindex.project import DATA_ROOT_ENV
 
 data_root_option = click.option("--data-root", envvar=DATA_ROOT_ENV, type=click.Path(file_okay=False, path_type=Path),
@@ -20,7 +20,7 @@ def _progress(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-mode_option = click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
+mode_option = click.option("--mode", type=click.Choice(list(SEARCH_MODES)),
                            help="Retrieval mode (default: the default configuration's when no --chunker is given, else dense).")
 
 
@@ -118,7 +118,7 @@ def eval_tenant(ctx, tenant, generation, k, as_json):
 @click.option("--dataset", default="chroma", show_default=True, help="Dataset for a new baseline (an existing one keeps its own).")
 @click.option("-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Chunks retrieved per question, for a new baseline.")
 @click.option("--accept-regression", metavar="REASON", help="Record a regression on purpose; the reason is kept in the baseline.")
-@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), default="dense", show_default=True,
+@click.option("--mode", type=click.Choice(list(SEARCH_MODES)), default="dense", show_default=True,
               help="Retrieval mode of the baseline (benchmarks/baselines/NAME@VERSION[+MODE].json).")
 @baselines_option
 @data_root_option
@@ -157,7 +157,7 @@ def eval_record(ctx, refs, dataset, k, accept_regression, mode, baselines, data_
 @eval_group.command("diff")
 @click.option("--schema", "refs", multiple=True,
               help="Only these configurations, NAME@VERSION or NAME@VERSION+MODE (default: every baseline).")
-@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), help="Only the baselines of this retrieval mode.")
+@click.option("--mode", type=click.Choice(list(SEARCH_MODES)), help="Only the baselines of this retrieval mode.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown (e.g. a PR comment).")
 @click.option("--against", help="Compare the one --schema configuration with this recorded one (NAME@VERSION[+MODE]): "
                                 "both means and the difference with 95% bootstrap intervals, and the study's published "

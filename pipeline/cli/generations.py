@@ -10,6 +10,7 @@ from ragindex.cli.root import (
     EXIT_BUDGET,
     EXIT_CHECK,
     EXIT_REPAIRED,
+    SEARCH_MODES,
     FiniteFloat,
     _emit,
     _errors,
@@ -64,7 +65,7 @@ def rollback(ctx, tenant, to, wait, as_json):
 @main.command()
 @tenant_option
 @click.option("--to", "to", required=True, help="Chunker schema NAME@VERSION to move the tenant to.")
-@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), help="Search mode to move to (default: keep the tenant's).")
+@click.option("--mode", type=click.Choice(list(SEARCH_MODES)), help="Search mode to move to (default: keep the tenant's).")
 @click.option("--accept-regression", metavar="WHY", help="Promote even if the tenant's eval set scores worse; the reason is recorded.")
 @click.option("--budget-tokens", type=click.IntRange(min=0), help="Refuse to embed more model tokens than this.")
 @click.option("--max-cost", type=FiniteFloat(0), help="Refuse if the estimated cost (USD) is higher.")

@@ -12,6 +12,7 @@ import click
 from ragindex.cli.root import (
     EXIT_BUDGET,
     EXIT_CHECK,
+    SEARCH_MODES,
     FiniteFloat,
     _emit,
     _errors,
@@ -176,7 +177,7 @@ def _report_to_dagster(what: str, tenant: str, done) -> bool:
 @tenant_option
 @click.argument("query", type=query_type)
 @click.option("-k", default=5, show_default=True, type=hits_type, help="Number of hits (1 to 1000).")
-@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
+@click.option("--mode", type=click.Choice(list(SEARCH_MODES)),
               help="dense (embeddings), bm25 (words) or hybrid (both, fused); default: the tenant's, else the default's.")
 @click.option("--filter", "filter_", metavar="JSON",
               help='Only chunks whose document matches, e.g. \'{"team": "search", "year": {">": 2020}}\' or '

@@ -32,6 +32,9 @@ from ragindex.errors import (  # noqa: F401  (the command modules import the exi
 
 # Commands that write a tenant: a failed write there leaves the live generation as it was.
 WRITERS = {"reindex", "rollback", "gc", "compact", "verify", "tenants_remove", "migrate"}
+# The search modes `--mode` offers: ragindex.search.hybrid.MODES, written out so `--help` imports no search code
+# (tests/cli/test_hardening.py checks that the two agree).
+SEARCH_MODES = ("dense", "bm25", "hybrid", "hybrid-ctx")
 
 
 def _emit(obj, as_json: bool, human) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ragindex.cli.root import EXIT_ERROR, _emit, _errors, fail, json_option, main, pass_ctx, wait_option
+from ragindex.cli.root import EXIT_ERROR, SEARCH_MODES, _emit, _errors, fail, json_option, main, pass_ctx, wait_option
 from ragindex.schemas.registry import DEFAULT_SCHEMA
 
 
@@ -27,7 +27,7 @@ def tenants():
 @click.option("--model", "tenant_model", help="The tenant's embedding model (e.g. openai:text-embedding-3-small); "
                                              "default: the bundled all-MiniLM-L6-v2.")
 @click.option("--dimensions", "tenant_dimensions", type=click.IntRange(min=1), help="Output dimensions of a hosted model.")
-@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]),
+@click.option("--mode", type=click.Choice(list(SEARCH_MODES)),
               help="The tenant's default search mode (default: the default configuration's); for a live tenant, "
                    "`ragindex migrate --mode` changes it.")
 @json_option

@@ -78,7 +78,7 @@ def compare(new: dict, old: dict, data_root: Path | None = None) -> dict:
 
 def label(base: dict) -> str:
     mode = base.get("mode", "dense")
-    return f"{base['schema']} {mode}" + (f" ({base['hybrid']})" if mode == "hybrid" and base.get("hybrid") else "")
+    return f"{base['schema']} {mode}" + (f" ({base['hybrid']})" if mode.startswith("hybrid") and base.get("hybrid") else "")
 
 
 def render(c: dict, md: bool = False) -> str:

@@ -33,12 +33,11 @@ from ragindex.project import baselines_root
 from ragindex.schemas import SchemaError, SchemaRegistry
 from ragindex.schemas.chunker import parse_ref
 from ragindex.schemas.registry import DEFAULT_SCHEMA
-from ragindex.search.hybrid import DEFAULT_HYBRID
+from ragindex.search.hybrid import MODES, params_for  # noqa: F401  (MODES: the modes the gate judges)
 from ragindex.search.searcher import DEFAULT_MODE
 
 BASELINES_ENV = "RAGINDEX_BASELINES"
 GATED = ("default@1", "recursive-250@1", "recursive-200@1", "token-250-125@1", "token-200@1")
-MODES = ("dense", "bm25", "hybrid")
 
 
 def config_name(ref: str, mode: str = "dense") -> str:
@@ -245,8 +244,8 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
     ident = model_identity(cfg.model)
     if (mode != "bm25" or schema.needs_embeddings) and any(base["embedder"].get(key) != v for key, v in ident.items()):
         changed.append(f"embedder {base['embedder'].get('model')} -> {ident['model']} (weights differ)")
-    if mode == "hybrid" and base.get("hybrid") != _hybrid_label():
-        changed.append(f"fusion {base.get('hybrid')} -> {_hybrid_label()}")
+    if mode.startswith("hybrid") and base.get("hybrid") != _hybrid_label(mode):
+        changed.append(f"fusion {base.get('hybrid')} -> {_hybrid_label(mode)}")
     if not changed:
         prev = base.get("previous") or {}
         if prev.get("regressions") and not base.get("accepted_regression"):
@@ -269,9 +268,8 @@ def judge(path: Path, cfg: GateConfig) -> Verdict:
                    _losers(base, res, ds, primary), changed, res.embed.embedded, time.perf_counter() - t0)
 
 
-def _hybrid_label() -> str:
-
-    return DEFAULT_HYBRID.label()
+def _hybrid_label(mode: str = "hybrid") -> str:
+    return params_for(mode).label()
 
 
 def unbaselined(cfg: GateConfig) -> list[Verdict]:

@@ -19,7 +19,7 @@ from ragindex.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, d
 from ragindex.evaluate.vectors import CachedEmbedder, EmbedStats
 from ragindex.fsutil import sha256_text
 from ragindex.indexing.chunk import chunk_documents
-from ragindex.search.hybrid import DEFAULT_HYBRID, HybridParams, fuse
+from ragindex.search.hybrid import HybridParams, fuse, fuse_with_neighbours, params_for
 from ragindex.store.lexical import LexicalIndex, collection_stats, query_terms
 from ragindex.store.lexical import score as bm25_score
 
@@ -140,10 +140,23 @@ def _ranked(scores: np.ndarray, ids: list[str], k: int) -> list[int]:
     return sorted(top.tolist(), key=lambda i: (-scores[i], ids[i]))
 
 
+def neighbour_map(chunks: Chunks) -> list[list[int]]:
+    """Each chunk's neighbours: the chunks just before and after it in its document."""
+    order = sorted(range(len(chunks.texts)), key=lambda i: (chunks.doc_ids[i], chunks.starts[i]))
+    out: list[list[int]] = [[] for _ in order]
+    for a, b in zip(order, order[1:]):
+        if chunks.doc_ids[a] == chunks.doc_ids[b]:
+            out[a].append(b)
+            out[b].append(a)
+    return out
+
+
 def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np.ndarray | None, k: int, mode: str,
-                params: HybridParams = DEFAULT_HYBRID, lex: LexicalIndex | None = None) -> list[list[int]]:
+                params: HybridParams | None = None, lex: LexicalIndex | None = None) -> list[list[int]]:
     """Per query, the ``k`` best chunks under ``mode`` (the same fusion search uses; exact dense scores)."""
+    params = params or params_for(mode)
     ids = [f"{d}|{s}|{e}" for d, s, e in zip(chunks.doc_ids, chunks.starts, chunks.ends)]
+    near = neighbour_map(chunks) if params.neighbours else None
     if mode == "dense":
         return [row.tolist() for row in top_chunks(qvecs, cvecs, k)]
     lex = lex or lexical_index(chunks)
@@ -160,14 +173,19 @@ def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np
         pos = np.flatnonzero(ls > 0)
         lexical = [(int(pos[i]), float(ls[pos[i]])) for i in _ranked(ls[pos], [ids[j] for j in pos], depth)] if len(pos) else []
         keys = {i for i, _ in dense} | {i for i, _ in lexical}
-        fused = fuse(dense, lexical, {i: float(ds_[i]) for i in keys}, {i: max(float(ls[i]), 0.0) for i in keys}, params)
+        if near is not None:
+            every = keys | {n for i in keys for n in near[i]}
+            fused = fuse_with_neighbours(dense, lexical, {i: float(ds_[i]) for i in every},
+                                         {i: max(float(ls[i]), 0.0) for i in every}, {i: near[i] for i in keys}, params)
+        else:
+            fused = fuse(dense, lexical, {i: float(ds_[i]) for i in keys}, {i: max(float(ls[i]), 0.0) for i in keys}, params)
         fused.sort(key=lambda kv: (-kv[1], ids[kv[0]]))
         out.append([i for i, _ in fused[:k]])
     return out
 
 
 def score(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np.ndarray | None, k: int, mode: str = "dense",
-          params: HybridParams = DEFAULT_HYBRID) -> dict[str, dict[str, float]]:
+          params: HybridParams | None = None) -> dict[str, dict[str, float]]:
     """Per-question metrics for ``ds`` given query and chunk vectors, under a retrieval mode."""
     per_q: dict[str, dict[str, float]] = {}
     if ds.kind == "docs":
@@ -212,8 +230,9 @@ def summarize(ds: Dataset, per_q: dict[str, dict[str, float]]) -> tuple[dict[str
 
 
 def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5, mode: str = "dense",
-             params: HybridParams = DEFAULT_HYBRID) -> EvalResult:
+             params: HybridParams | None = None) -> EvalResult:
     """Chunk with ``schema`` (None: whole documents), embed through the cache (not for bm25), rank, score."""
+    params = params or params_for(mode)
     t0 = time.perf_counter()
     uses_model = schema is not None and schema.needs_embeddings  # its chunks depend on the model, whatever the mode
     before = EmbedStats(**asdict(embedder.stats))
@@ -232,5 +251,5 @@ def evaluate(ds: Dataset, schema, embedder: CachedEmbedder, k: int = 5, mode: st
                              if schema.needs_embeddings else schema.fingerprint()),
         embedder_fingerprint=embedder.embedder.fingerprint if mode != "bm25" or uses_model else "bm25", k=k, metrics=means, noise=noise,
         per_question=per_q, chunks=len(chunks.texts), embed=spent, seconds=time.perf_counter() - t0,
-        mode=mode, hybrid=params.label() if mode == "hybrid" else None,
+        mode=mode, hybrid=params.label() if mode.startswith("hybrid") else None,
     )

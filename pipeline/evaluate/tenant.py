@@ -7,7 +7,7 @@ from ragindex.evaluate.metrics import doc_scores, span_scores
 from ragindex.evaluate.runner import DOC_DEPTH, summarize
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path
 from ragindex.search.generation import LoadedGeneration, load_generation
-from ragindex.search.hybrid import DEFAULT_HYBRID
+from ragindex.search.hybrid import params_for
 
 
 def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embedder, k: int = 5,
@@ -49,8 +49,7 @@ def tenant_quality(store, tenant: str, generation: LoadedGeneration | str, embed
     elif mode == "bm25":
         hits = [gen.search_lexical(q, depth) for q in ds.queries]
     else:
-
-        hits = [gen.search_hybrid(q, v, depth, DEFAULT_HYBRID) for q, v in zip(ds.queries, qvecs)]
+        hits = [gen.search_hybrid(q, v, depth, params_for(mode)) for q, v in zip(ds.queries, qvecs)]
     per_q = {}
     by_doc: dict[str, list[tuple[int, int]]] = {}
     located = [[_locate(gen, c) for c in row] for row in hits]

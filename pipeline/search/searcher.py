@@ -10,7 +10,7 @@ import numpy as np
 from ragindex.schemas.registry import DEFAULT_SCHEMA
 from ragindex.search.filters import parse as parse_filter
 from ragindex.search.generation import LoadedGeneration, SegmentCache, load_generation
-from ragindex.search.hybrid import DEFAULT_HYBRID, MODES
+from ragindex.search.hybrid import MODES, params_for
 from ragindex.store.manifests import GenerationError, current_id
 from ragindex.store.tenants import TenantStore
 
@@ -93,7 +93,7 @@ class Searcher:
         return mode
 
     def search(self, tenant: str, query: str, k: int = 5, mode: str | None = None, filter: dict | str | None = None) -> list[Hit]:
-        """The ``k`` best chunks of the tenant's live generation for ``query`` (``mode``: dense, bm25 or hybrid),
+        """The ``k`` best chunks of the tenant's live generation for ``query`` (``mode``: dense, bm25, hybrid, hybrid-ctx),
         among the chunks whose document matches ``filter`` (pipeline.search.filters), if given."""
         return self.search_many(tenant, [query], k, mode, filter)[0]
 
@@ -118,7 +118,7 @@ class Searcher:
             found = [gen.search_lexical(q, k) for q in queries]
         else:
             qv = embedder.embed(list(queries)).astype(np.float32)
-            found = gen.search(qv, k) if mode == "dense" else [gen.search_hybrid(q, v, k, DEFAULT_HYBRID) for q, v in zip(queries, qv)]
+            found = gen.search(qv, k) if mode == "dense" else [gen.search_hybrid(q, v, k, params_for(mode)) for q, v in zip(queries, qv)]
         return [[self._hit(gen, rank, c) for rank, c in enumerate(row, start=1)] for row in found]
 
     def _check_model(self, tenant: str, embedder) -> None:

@@ -58,14 +58,14 @@ MAX_BATCH = 64
 class SearchRequest(BaseModel):
     query: str = Field(description=f"The question or keywords (at most {MAX_QUERY_CHARS} characters).")
     k: int = Field(5, ge=1, le=MAX_K, description=f"Hits to return, 1 to {MAX_K}.")
-    mode: Optional[Literal["dense", "bm25", "hybrid"]] = Field(None, description="Default: the tenant's mode.")
+    mode: Optional[Literal["dense", "bm25", "hybrid", "hybrid-ctx"]] = Field(None, description="Default: the tenant's mode.")
     filter: Optional[dict] = Field(None, description='Metadata filter, e.g. {"team": "search", "year": {">": 2020}}.')
 
 
 class BatchRequest(BaseModel):
     queries: list[str] = Field(description=f"Up to {MAX_BATCH} queries, each at most {MAX_QUERY_CHARS} characters.")
     k: int = Field(5, ge=1, le=MAX_K)
-    mode: Optional[Literal["dense", "bm25", "hybrid"]] = None
+    mode: Optional[Literal["dense", "bm25", "hybrid", "hybrid-ctx"]] = None
     filter: Optional[dict] = None
 
 
@@ -148,7 +148,7 @@ def create_app(rx: Ragindex, *, max_body_bytes: int = MAX_BODY_BYTES, metrics_to
         yield
 
     app = FastAPI(title="ragindex", version="1", lifespan=lifespan,
-                  description="Search a tenant's live index: dense, bm25 or hybrid, with metadata filters.")
+                  description="Search a tenant's live index: dense, bm25, hybrid or hybrid-ctx, with metadata filters.")
     app.state.failed = None
 
     def authorized(tenant: str, authorization: Optional[str]) -> bool:

@@ -140,3 +140,10 @@ def test_serve_json_prints_its_startup_line_and_errors_as_json(store, monkeypatc
     assert json.loads(startup)["url"] == "http://127.0.0.1:8080"
     err = json.loads("{" + error)["error"]
     assert err["kind"] == "missing extra" and "[serve]" in err["message"]
+
+
+def test_the_cli_offers_every_search_mode_and_no_other():
+    from ragindex.cli.root import SEARCH_MODES
+    from ragindex.search.hybrid import MODES
+
+    assert SEARCH_MODES == MODES

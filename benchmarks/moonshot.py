@@ -1,0 +1,239 @@
+"""Retrieval moonshot (issue 26): every candidate for a new default, on the chunking-evaluation set's two halves.
+
+Targets (all 472 questions, k=5): recall >= 87.3 with IoU >= 8.0; the minimum to ship is recall >= 86 with
+IoU >= 7.0. Choices are made on the ``tune`` half (``benchmarks/retrieval.py``'s split); the ``report`` half is
+printed beside them. all-MiniLM-L6-v2 through the evaluation cache, exact search, the fusion code search uses.
+
+Candidates, three families:
+
+* **boundaries**: chunkings that are not published schemas (written to a scratch schemas folder): recursive
+  150 and 175 tokens (smaller chunks, sentence-first separators), whole sentences packed to 150 and 200 tokens,
+  and the cluster chunker's runs of up to 250 and 300 tokens (the study's ClusterSemanticChunker idea, larger).
+  Each is searched hybrid, with the fusion chosen on the tune half from a small grid (the default
+  weighted 0.2/0.8 at depth 50, weighted 0.1/0.3/0.5, RRF 10/60): the highest tune recall among settings with
+  tune IoU >= 7.0, else the highest tune recall;
+* **fusion**: per-query adaptive weights on default@2: the dense weight chosen per query-length bucket
+  (<= 8 words, longer) on the tune half;
+* **neighbour evidence** (``--mode hybrid-ctx``): the hybrid fusion, and each candidate adds ``beta`` times the
+  fused score of the better of its two neighbouring chunks; for recursive chunks of 150, 175 (default@3) and 200
+  (default@2) tokens, ``beta`` chosen on the tune half from 0.3, 0.5, 0.7, 1.0 by the same rule;
+* **narrower spans and neighbours**: the rows of ``benchmarks/spans.py`` (``results/spans.json``), read here;
+* the published schemas' rows from ``results/retrieval.json`` (default@1, default@2, cluster-200, ...), read here.
+
+And SciFact nDCG@10 (chunked with default@3, train and test queries) in hybrid and hybrid-ctx: the check that
+the neighbours' evidence does not cost document-level retrieval.
+
+Writes ``results/moonshot.json`` (every row: tune, report, all) and ``results/moonshot.png`` (recall against IoU
+for every candidate: tune half, report half and all questions, with the target lines).
+
+Usage: python benchmarks/moonshot.py [--plot]   (about 10 minutes with a warm evaluation cache)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ragindex.evaluate import datasets  # noqa: E402
+from ragindex.evaluate.runner import chunk_dataset, score, summarize  # noqa: E402
+from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
+from ragindex.search.hybrid import DEFAULT_HYBRID, HybridParams  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+SHIP, TARGET = (86.0, 7.0), (87.3, 8.0)
+SEPARATORS = '["\\n\\n", "\\n", ".", "?", "!", " ", ""]'
+BOUNDARIES = {
+    "recursive-150": f'kind = "recursive"\ntokenizer = "cl100k_base"\nsize = 150\nseparators = {SEPARATORS}\n',
+    "recursive-175": f'kind = "recursive"\ntokenizer = "cl100k_base"\nsize = 175\nseparators = {SEPARATORS}\n',
+    "sentence-150": 'kind = "sentence"\ntokenizer = "cl100k_base"\nsize = 150\n',
+    "sentence-200": 'kind = "sentence"\ntokenizer = "cl100k_base"\nsize = 200\n',
+    "cluster-250": 'kind = "cluster"\ntokenizer = "cl100k_base"\nsize = 250\npiece_size = 50\n',
+    "cluster-300": 'kind = "cluster"\ntokenizer = "cl100k_base"\nsize = 300\npiece_size = 50\n',
+}
+GRID = [DEFAULT_HYBRID] + [HybridParams("weighted", alpha=a, depth=50) for a in (0.1, 0.3, 0.5)] + \
+       [HybridParams("rrf", k_rrf=k, depth=50) for k in (10, 60)]
+
+
+def halves(ds) -> tuple:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from retrieval import halves as split  # the one split every benchmark of retrieval uses
+
+    return split(ds)
+
+
+def metrics(ds, per_q: dict) -> dict:
+    means, _ = summarize(ds, per_q)
+    return {m: round(100 * means[m], 2) for m in ("recall", "iou", "precision")}
+
+
+def rows_for(parts: dict, chunks, qvecs: dict, cvecs, grid=None, mode: str = "hybrid") -> dict:
+    """Evaluate a chunking on every half in ``mode``, with the fusion the ship rule picks from ``grid`` on the tune half."""
+    grid = grid or GRID
+    tuned = [(p, metrics(parts["tune"], score(parts["tune"], chunks, qvecs["tune"], cvecs, 5, mode, p))) for p in grid]
+    best = by_ship_rule(tuned)
+    out = {"fusion": best.label(), "tune": dict(next(m for p, m in tuned if p == best))}
+    for half in ("report", "all"):
+        out[half] = metrics(parts[half], score(parts[half], chunks, qvecs[half], cvecs, 5, mode, best))
+    out["tune_grid"] = {p.label(): m for p, m in tuned}
+    return out
+
+
+NEIGHBOUR_GRID = [HybridParams("weighted", alpha=0.2, depth=50, neighbours=b) for b in (0.3, 0.5, 0.7, 1.0)]
+
+
+def by_ship_rule(tuned):
+    ok = [(p, m) for p, m in tuned if m["iou"] >= SHIP[1]]
+    return max(ok or tuned, key=lambda pm: (pm[1]["recall"], pm[1]["iou"]))[0]
+
+
+def adaptive(parts: dict, chunks, qvecs: dict, cvecs) -> dict:
+    """default@2 with the dense weight chosen per query-length bucket on the tune half."""
+    def bucket(ds, short: bool):
+        idx = [i for i, t in enumerate(ds.queries) if (len(t.split()) <= 8) == short]
+        return ds.subset([ds.query_ids[i] for i in idx], "short" if short else "long"), idx
+
+    alphas = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
+    chosen, per_half = {}, {h: {} for h in parts}
+    for short in (True, False):
+        sub, idx = bucket(parts["tune"], short)
+        grid = {a: metrics(sub, score(sub, chunks, qvecs["tune"][idx], cvecs, 5, "hybrid", HybridParams("weighted", alpha=a, depth=50)))
+                for a in alphas}
+        chosen["short" if short else "long"] = max(alphas, key=lambda a: (grid[a]["recall"], grid[a]["iou"]))
+        for half, ds in parts.items():
+            sub, idx = bucket(ds, short)
+            p = HybridParams("weighted", alpha=chosen["short" if short else "long"], depth=50)
+            per_half[half].update(score(sub, chunks, qvecs[half][idx], cvecs, 5, "hybrid", p))
+    return {"fusion": f"weighted(alpha by query length: {chosen}, depth=50)",
+            **{half: metrics(ds, per_half[half]) for half, ds in parts.items()}}
+
+
+def scifact_rows(reg, schemas=("default@3",)) -> dict:
+    """SciFact nDCG@10, chunked, train and test queries: each schema in hybrid and hybrid-ctx (whole documents
+    have no neighbours, so there the two modes are the same ranking)."""
+    root = datasets.resolve("scifact")
+    from ragindex.embedders.registry import EmbedderConfig
+
+    emb = CachedEmbedder(eval_cache_path("scifact"), EmbedderConfig("default").build, label="eval-scifact")
+    out = {}
+    for split in ("train", "test"):
+        ds = datasets.load_beir(root, "scifact", split)
+        q = emb.embed(ds.queries)
+        for ref in schemas:
+            chunks = chunk_dataset(ds, reg.get(ref), emb.embed)
+            c = emb.embed(chunks.embedded)
+            for mode in ("hybrid", "hybrid-ctx"):
+                means, _ = summarize(ds, score(ds, chunks, q, c, 10, mode))
+                out.setdefault(f"{ref} {mode}", {})[split] = round(means["ndcg@10"], 4)
+    return out
+
+
+def published_rows() -> dict:
+    out = {}
+    for ref, v in json.loads((RESULTS / "retrieval.json").read_text())["chroma"].items():
+        for mode in ("dense", "bm25", "hybrid"):
+            out[f"{ref} {mode}"] = {"family": "published schema", "tune": _pct(v["tune_half"][mode]),
+                                     "report": _pct(v["report_half"][mode]), "all": _pct(v["all_questions"][mode])}
+    return out
+
+
+def span_rows() -> dict:
+    raw = json.loads((RESULTS / "spans.json").read_text())["candidates"]
+    return {f"default@2 hybrid, {name}": {"family": "spans (benchmarks/spans.py)", "lam": c.get("lam"),
+                                          **{h: {m: c[h][m] for m in ("recall", "iou", "precision")} for h in ("tune", "report", "all") if h in c}}
+            for name, c in raw.items() if name != "baseline" and "all" in c}
+
+
+def _pct(m: dict) -> dict:
+    return {k: round(100 * m[k], 2) for k in ("recall", "iou", "precision") if k in m}
+
+
+def plot(out: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(19, 6), sharey=True)
+    colors = {"published schema": "#999999", "boundaries": "#4c72b0", "fusion": "#55a868", "spans (benchmarks/spans.py)": "#c44e52",
+              "neighbours": "#8172b2"}
+    for ax, half in zip(axes, ("tune", "report", "all")):
+        for name, row in out["candidates"].items():
+            if half not in row:
+                continue
+            ax.scatter(row[half]["iou"], row[half]["recall"], color=colors[row["family"]], s=28)
+            ax.annotate(name, (row[half]["iou"], row[half]["recall"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        for (r, i), label in ((SHIP, "ship"), (TARGET, "target")):
+            ax.axhline(r, color="k", lw=0.6, ls="--")
+            ax.axvline(i, color="k", lw=0.6, ls="--")
+            ax.text(i, r, f" {label} ({r}, {i})", fontsize=7)
+        ax.set_title("all 472 questions (the targets' set)" if half == "all" else f"{half} half (k=5)")
+        ax.set_xlabel("IoU (x100)")
+    axes[0].set_ylabel("recall (x100)")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in colors.items()]
+    axes[2].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=RESULTS / "moonshot.json")
+    ap.add_argument("--plot", action="store_true", help="redraw the plot from the results file")
+    args = ap.parse_args()
+    if args.plot:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
+    from ragindex.embedders.registry import EmbedderConfig
+    from ragindex.schemas import SchemaRegistry
+
+    t0 = time.time()
+    scratch = Path(tempfile.mkdtemp(prefix="moonshot-schemas-"))
+    shutil.copytree(REPO / "schemas" / "chunkers", scratch / "chunkers")
+    for name, body in BOUNDARIES.items():
+        (scratch / "chunkers" / f"{name}.v1.toml").write_text(f'description = "issue 26 candidate"\n{body}')
+    reg = SchemaRegistry(scratch)
+    ds = datasets.load("chroma")
+    tune, report = halves(ds)
+    parts = {"tune": tune, "report": report, "all": ds}
+    emb = CachedEmbedder(eval_cache_path("chroma"), EmbedderConfig("default").build, label="eval-chroma")
+    qvecs = {h: emb.embed(p.queries) for h, p in parts.items()}
+    out: dict = {"targets": {"ship": SHIP, "moonshot": TARGET}, "candidates": {**published_rows(), **span_rows()}}
+    for name in ["default@2", "default@3", *BOUNDARIES]:
+        ref = name if "@" in name else f"{name}@1"
+        chunks = chunk_dataset(ds, reg.get(ref), emb.embed)
+        cvecs = emb.embed(chunks.embedded)
+        if name in ("default@2", "default@3", "recursive-150"):
+            row = rows_for(parts, chunks, qvecs, cvecs, NEIGHBOUR_GRID, "hybrid-ctx")
+            out["candidates"][f"{name} hybrid-ctx"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
+            print(f"[{time.time() - t0:.0f}s] {name} hybrid-ctx: " + json.dumps({h: row[h] for h in ("fusion", "tune", "report", "all")}),
+                  flush=True)
+        if name == "default@2":
+            out["candidates"]["default@2 hybrid, adaptive alpha"] = {"family": "fusion", **adaptive(parts, chunks, qvecs, cvecs)}
+            continue
+        if name == "default@3":
+            continue
+        out["candidates"][f"{name} hybrid"] = {"family": "boundaries", "chunks": len(chunks.texts),
+                                               **rows_for(parts, chunks, qvecs, cvecs)}
+        print(f"[{time.time() - t0:.0f}s] {name}: " + json.dumps({h: out["candidates"][f"{name} hybrid"][h] for h in ("tune", "report", "all")}),
+              flush=True)
+    out["scifact_chunked_ndcg@10"] = scifact_rows(reg)
+    print(json.dumps(out["scifact_chunked_ndcg@10"]), flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    out["meets_ship_minimum_on_all_questions"] = sorted(n for n, r in out["candidates"].items()
+                                                        if r["all"]["recall"] >= SHIP[0] and r["all"]["iou"] >= SHIP[1])
+    out["seconds"] = round(time.time() - t0, 1)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    plot(out, args.out.with_suffix(".png"))
+    print(json.dumps({"meets_ship_minimum_on_all_questions": out["meets_ship_minimum_on_all_questions"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`--mode hybrid-ctx` (issue 26): hybrid fusion plus the evidence of a chunk's neighbours in its document.
+
+1. The fusion: without neighbours it is the weighted fusion; a candidate whose neighbour also answers
+   the query outranks an equal one whose neighbours do not.
+2. Search and the evaluation rank alike: the search service finds neighbours from a segment's rows,
+   the evaluation from the chunks' offsets, and both give the same hits; the mode changes some of them.
+3. A tenant moves to default@3 in hybrid-ctx by `ragindex migrate`, and searches in that mode after.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from ragindex.cli import main
+from ragindex.evaluate.runner import Chunks, lexical_index, rank_chunks
+from ragindex.indexing.run import reindex
+from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, HybridParams, fuse, fuse_with_neighbours, params_for
+from ragindex.search.searcher import Searcher
+from ragindex.store.manifests import live_manifest
+from tests.support.data import passage_docs
+from tests.support.folders import make_folder
+
+
+def test_neighbours_lift_a_candidate_whose_neighbour_answers_too():
+    dense = [("a", 0.9), ("b", 0.9), ("c", 0.1)]
+    lexical = [("a", 5.0), ("b", 5.0), ("c", 0.5)]
+    dense_of = {"a": 0.9, "b": 0.9, "c": 0.1, "a+1": 0.8, "b+1": 0.0}
+    lexical_of = {"a": 5.0, "b": 5.0, "c": 0.5, "a+1": 4.0, "b+1": 0.0}
+    near = {"a": ["a+1"], "b": ["b+1"], "c": []}
+    plain = HybridParams("weighted", alpha=0.2, depth=50)
+    assert [k for k, _ in fuse_with_neighbours(dense, lexical, dense_of, lexical_of, near, plain)] == \
+           [k for k, _ in fuse(dense, lexical, dense_of, lexical_of, plain)]
+    ranked = fuse_with_neighbours(dense, lexical, dense_of, lexical_of, near, HybridParams("weighted", 0.2, neighbours=0.5))
+    assert ranked[0][0] == "a" and ranked[0][1] > ranked[1][1]  # "a+1" answers too; "b+1" does not
+    assert params_for("hybrid-ctx") is CTX_HYBRID and params_for("hybrid") is DEFAULT_HYBRID
+    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5)"
+
+
+def test_search_and_the_evaluation_find_the_same_neighbours(store, hash_embedder, tmp_path):
+    docs = passage_docs(12)
+    reindex(store, "acme", source=make_folder(tmp_path / "docs", docs), chunker="default@3", embedder=hash_embedder)
+    s = Searcher(store, hash_embedder)
+    gen = s.generation("acme")
+    (view,) = gen.views
+    rows = view.seg.rows
+    chunks = Chunks(doc_ids=[d.split("#")[0] for d in rows.column("doc_id").to_pylist()],
+                    starts=rows.column("start").to_pylist(), ends=rows.column("end").to_pylist(),
+                    texts=rows.column("text").to_pylist())
+    queries = [d["title"] for d in docs] + ["cells in the immune system", "rates of infection in children"]
+    qvecs, cvecs = hash_embedder.embed(queries), hash_embedder.embed(chunks.texts)
+
+    class Questions:  # what rank_chunks reads of a dataset
+        pass
+
+    ds = Questions()
+    ds.queries = queries
+    lex = lexical_index(chunks)
+    for mode in ("hybrid", "hybrid-ctx"):
+        ranked = rank_chunks(ds, chunks, qvecs, cvecs, 5, mode, lex=lex)
+        for q, top in zip(queries, ranked):
+            hits = s.search("acme", q, k=5, mode=mode)
+            assert [(h.start, h.end) for h in hits] == [(chunks.starts[i], chunks.ends[i]) for i in top], (mode, q)
+    plain = rank_chunks(ds, chunks, qvecs, cvecs, 5, "hybrid", lex=lex)
+    ctx = rank_chunks(ds, chunks, qvecs, cvecs, 5, "hybrid-ctx", lex=lex)
+    changed = sum(a != b for a, b in zip(plain, ctx))
+    assert changed > 0  # the neighbours moved some hits: the mode is not the plain fusion under another name
+    assert np.all(np.asarray([len(t) for t in ctx]) == 5)
+
+
+def test_a_tenant_migrates_to_default3_in_hybrid_ctx(store, hash_embedder, tmp_path):
+    folder = make_folder(tmp_path / "docs", passage_docs(20))
+    reindex(store, "acme", source=folder, chunker="default@2", embedder=hash_embedder)
+    res = CliRunner().invoke(main, ["--model", "hash", "migrate", "-t", "acme", "--to", "default@3", "--mode", "hybrid-ctx",
+                                    "--json"])
+    assert res.exit_code == 0, res.output
+    m = live_manifest(store.paths("acme"))
+    assert (m.chunker, m.search_mode) == ("default@3", "hybrid-ctx")
+    assert (store.settings("acme").chunker, store.settings("acme").mode) == ("default@3", "hybrid-ctx")
+    out = CliRunner().invoke(main, ["--model", "hash", "search", "-t", "acme", "immune cells", "--json"])
+    assert out.exit_code == 0 and len(json.loads(out.stdout)) == 5
