@@ -190,9 +190,9 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
     """A local sentence-transformers model, batched by tokens, fp16 on CUDA; loaded when first used.
 
     What identifies it (name, dimension, max_seq_length, fingerprint) is known without loading: it is
-    read from ``$RAGINDEX_MODELS/identity-<key>.json`` (default ``$RAGINDEX_HOME/models``), written the first time the model was
-    loaded, where the key hashes the model's files, the device and the library versions that shape the
-    vectors. So a run that embeds nothing (a no-op reindex, ``plan`` of no change, ``status``) never
+    read from ``$RAGINDEX_MODELS/identity-<key>.json`` (default ``$RAGINDEX_HOME/models``), written the
+    first time the model was loaded, where the key hashes the model's files, the device and the library
+    versions that shape the vectors. So a run that embeds nothing (a no-op reindex, ``plan`` of no change, ``status``) never
     imports torch. A first use, or any change of files or versions, loads the model to learn them.
     """
 
