@@ -107,6 +107,7 @@ def test_implementation_id_changes_with_behaviour(kind, monkeypatch):
         return [replace(s, start=s.start + 1) if i == 0 else s for i, s in enumerate(original(self, text, *args, **kwargs))]
 
     monkeypatch.setattr(KINDS[kind], "chunk", shifted)
+    monkeypatch.setenv("RAGINDEX_BEHAVIOUR_CACHE", "off")  # a chunker patched in memory: its source did not change
     _behaviour_hash.cache_clear()
     try:
         assert implementation_id(spec) != before
@@ -145,3 +146,31 @@ def test_implementation_ids_are_the_same_in_another_process():
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == here
+
+
+def test_the_behaviour_hash_is_remembered_on_disk_and_forgotten_when_the_code_changes(tmp_path, monkeypatch):
+    """A command that chunks nothing does not run the probe (nor load its tokenizer): the hash is on disk, keyed
+    by the chunkers' source, the tokenizer packages and the spec."""
+    from ragindex.chunkers import registry
+
+    monkeypatch.setenv("RAGINDEX_MODELS", str(tmp_path / "models"))
+    spec = _spec("recursive")
+    _behaviour_hash.cache_clear()
+    first = implementation_id(spec)
+    assert len(list((tmp_path / "models" / "behaviour").glob("*.txt"))) == 1
+
+    def refuse(spec):
+        raise AssertionError("the probe ran although the hash was on disk")
+
+    monkeypatch.setattr(registry, "_probe_hash", refuse)
+    _behaviour_hash.cache_clear()
+    assert implementation_id(spec) == first  # read back, not computed
+    monkeypatch.setattr(registry, "_probe_hash", lambda spec: "f" * 16)
+    monkeypatch.setattr(registry, "_code_version", lambda: "an edited chunker")
+    _behaviour_hash.cache_clear()
+    assert implementation_id(spec).endswith(":" + "f" * 16)  # new code: computed again
+    monkeypatch.setenv("RAGINDEX_BEHAVIOUR_CACHE", "off")
+    monkeypatch.setattr(registry, "_probe_hash", lambda spec: "e" * 16)
+    _behaviour_hash.cache_clear()
+    assert implementation_id(spec).endswith(":" + "e" * 16)  # off: always computed
+    _behaviour_hash.cache_clear()
