@@ -41,6 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from retrieval import halves  # noqa: E402  (the one split every retrieval benchmark uses)
 
 from ragindex.evaluate import datasets  # noqa: E402
 from ragindex.evaluate.runner import chunk_dataset, score, summarize  # noqa: E402
@@ -60,13 +63,6 @@ BOUNDARIES = {
 }
 GRID = [DEFAULT_HYBRID] + [HybridParams("weighted", alpha=a, depth=50) for a in (0.1, 0.3, 0.5)] + \
        [HybridParams("rrf", k_rrf=k, depth=50) for k in (10, 60)]
-
-
-def halves(ds) -> tuple:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from retrieval import halves as split  # the one split every benchmark of retrieval uses
-
-    return split(ds)
 
 
 def metrics(ds, per_q: dict) -> dict:

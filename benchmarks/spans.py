@@ -37,7 +37,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -50,6 +49,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ragindex.evaluate import datasets
 from ragindex.evaluate.metrics import span_scores
@@ -57,6 +57,7 @@ from ragindex.evaluate.runner import chunk_dataset, lexical_index, lexical_score
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path
 from ragindex.search.hybrid import DEFAULT_HYBRID
 from ragindex.store.lexical import LexicalIndex
+from retrieval import halves  # the one split every retrieval benchmark uses (benchmarks/ is on sys.path)
 
 RESULTS = REPO / "benchmarks" / "results"
 K = 5
@@ -65,13 +66,6 @@ LAMS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0
 CANDIDATES = {"window": (False, False), "window+neighbours": (True, False),
               "window+dedupe": (False, True), "window+neighbours+dedupe": (True, True)}  # (neighbours, dedupe)
 BOUNDARY = re.compile(r"[.!?](?=\s)|\n")
-
-
-def halves(ds) -> tuple:
-    """(tune, report): a fixed split of the questions by a hash of their id."""
-    tune = [q for q in ds.query_ids if int(hashlib.sha256(q.encode()).hexdigest(), 16) % 2 == 0]
-    report = [q for q in ds.query_ids if q not in set(tune)]
-    return ds.subset(tune, "tune"), ds.subset(report, "report")
 
 
 def sentences(text: str, offset: int) -> list[tuple[int, int]]:

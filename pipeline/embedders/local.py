@@ -119,6 +119,11 @@ def _version(package: str) -> str | None:
         return None
 
 
+def local_device(device: str | None = None) -> str:
+    """The device a local model runs on: ``device`` if given, else ``$RAGINDEX_DEVICE``, else :func:`predicted_device`."""
+    return device or os.environ.get("RAGINDEX_DEVICE") or predicted_device()
+
+
 def predicted_device() -> str:
     """The device torch would pick (``cuda`` when it can use a GPU, else ``cpu``), found without importing torch.
 
@@ -210,7 +215,7 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         if not (self.model_dir / "modules.json").exists() and not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(f"{self.model_dir} is not a sentence-transformers model directory (no modules.json or config.json)")
-        self.device = device or os.environ.get("RAGINDEX_DEVICE") or predicted_device()
+        self.device = local_device(device)
         self.dtype_class = "fp16" if self.device.startswith("cuda") else "fp32"
         self.name = name or (DEFAULT_MODEL if is_default else self.model_dir.name)
         self.normalize = True

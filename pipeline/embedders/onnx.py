@@ -48,7 +48,7 @@ from ragindex.embedders.local import (
     model_token_counts,
     weights_hash,
 )
-from ragindex.errors import MissingExtra, ModelDriftError
+from ragindex.errors import MissingExtra
 from ragindex.fsutil import fingerprint_of, fsync_dir, sha256_file
 from ragindex.store.paths import models_dir
 
@@ -91,10 +91,15 @@ def choose_quantization(flags: set[str] | None = None) -> str:
     return "fp32"  # int8 without VNNI was not measured faster than fp32: RAGINDEX_ONNX_QUANT=avx2 tries it
 
 
+def quantization_of(variant: str) -> str:
+    """The quantisation ``variant`` runs with here: none for the fp32 export, else this CPU's."""
+    return "fp32" if variant == ONNX_FP32 else choose_quantization()
+
+
 def variant_identity(variant: str) -> dict:
     """What identifies a variant without exporting it (for the gate's baselines): the bundled model's files,
     the variant, and the export the CPU gets (the quantisation, onnxruntime's major version)."""
-    quantization = "fp32" if variant == ONNX_FP32 else choose_quantization()
+    quantization = quantization_of(variant)
     return {**model_identity("default"), "model": variant, "export": f"recipe {EXPORT_RECIPE}, opset {OPSET}",
             "quantization": quantization, "onnxruntime_major": _ort_version().split(".")[0]}
 
@@ -227,7 +232,7 @@ class OnnxEmbedder(BatchedEmbedder):
         self.model_dir = default_model_dir()
         self.name = variant
         self.device = "cpu"
-        quantization = "fp32" if variant == ONNX_FP32 else choose_quantization()
+        quantization = quantization_of(variant)
         self.spec = ExportSpec(variant, quantization, weights_hash(str(self.model_dir)), _ort_version())
         config = json.loads((self.model_dir / "sentence_bert_config.json").read_text())
         pooling = json.loads((self.model_dir / "1_Pooling" / "config.json").read_text())
@@ -251,9 +256,7 @@ class OnnxEmbedder(BatchedEmbedder):
     def _session(self):
         import onnxruntime as ort
 
-        folder = ensure_export(self.spec, self.model_dir)
-        if not _valid(folder):
-            raise ModelDriftError(f"the ONNX export in {folder} fails its checksum; delete the folder and run again")
+        folder = ensure_export(self.spec, self.model_dir)  # checksummed there
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragindex.embedders import local
-from ragindex.embedders.local import DEFAULT_MODEL, Embedder, HashEmbedder, _cached_st
-from ragindex.embedders.onnx import VARIANTS as ONNX_VARIANTS
-from ragindex.embedders.local import predicted_device
+from ragindex.embedders.local import DEFAULT_MODEL, Embedder, HashEmbedder, _cached_st, local_device
 from ragindex.embedders.onnx import INT8, cached_onnx, choose_quantization, variant_identity
+from ragindex.embedders.onnx import VARIANTS as ONNX_VARIANTS
 from ragindex.errors import MissingExtra
 from ragindex.store.manifests import current_id
 from ragindex.store.tenants import TenantStore
@@ -98,7 +97,7 @@ def new_tenant_model(device: str | None = None) -> str:
     forced = (os.environ.get("RAGINDEX_NEW_TENANT_MODEL") or "").strip()
     if forced:
         return forced
-    on_cpu = (device or os.environ.get("RAGINDEX_DEVICE") or predicted_device()) == "cpu"
+    on_cpu = local_device(device) == "cpu"
     return INT8 if on_cpu and choose_quantization() != "fp32" else "default"
 
 

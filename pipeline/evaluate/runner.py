@@ -19,7 +19,7 @@ from ragindex.evaluate.metrics import DOC_METRICS, SPAN_METRICS, bootstrap_se, d
 from ragindex.evaluate.vectors import CachedEmbedder, EmbedStats
 from ragindex.fsutil import sha256_text
 from ragindex.indexing.chunk import chunk_documents
-from ragindex.search.hybrid import HybridParams, fuse, fuse_with_neighbours, params_for
+from ragindex.search.hybrid import HybridParams, fuse, params_for
 from ragindex.store.lexical import LexicalIndex, collection_stats, query_terms
 from ragindex.store.lexical import score as bm25_score
 
@@ -173,12 +173,10 @@ def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np
         pos = np.flatnonzero(ls > 0)
         lexical = [(int(pos[i]), float(ls[pos[i]])) for i in _ranked(ls[pos], [ids[j] for j in pos], depth)] if len(pos) else []
         keys = {i for i, _ in dense} | {i for i, _ in lexical}
-        if near is not None:
-            every = keys | {n for i in keys for n in near[i]}
-            fused = fuse_with_neighbours(dense, lexical, {i: float(ds_[i]) for i in every},
-                                         {i: max(float(ls[i]), 0.0) for i in every}, {i: near[i] for i in keys}, params)
-        else:
-            fused = fuse(dense, lexical, {i: float(ds_[i]) for i in keys}, {i: max(float(ls[i]), 0.0) for i in keys}, params)
+        neighbours = {i: near[i] for i in keys} if near is not None else {}
+        scored = keys | {n for ns in neighbours.values() for n in ns}
+        fused = fuse(dense, lexical, {i: float(ds_[i]) for i in scored}, {i: max(float(ls[i]), 0.0) for i in scored},
+                     params, neighbours)
         fused.sort(key=lambda kv: (-kv[1], ids[kv[0]]))
         out.append([i for i, _ in fused[:k]])
     return out

@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 
 from ragindex.search.filters import document_mask, row_mask, uses_row_fields
-from ragindex.search.hybrid import fuse, fuse_with_neighbours
+from ragindex.search.hybrid import fuse
 from ragindex.store.lexical import collection_stats, query_terms
 from ragindex.store.lexical import score as bm25_score
 from ragindex.store.manifests import GenerationError, Manifest, check_ref, read_manifest
@@ -227,15 +227,14 @@ class LoadedGeneration:
             if key not in dense_of:
                 dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
         lexical_of = {key: max(float(per_view[key[0]][key[1]]), 0.0) for key in dense_of.keys() | dict(lexical).keys()}
-        if not params.neighbours:
-            fused = fuse(dense, lexical, dense_of, lexical_of, params)
-            return self._ordered([(score, key[0], key[1]) for key, score in fused], k)
-        # a neighbour the search cannot see (deleted, or filtered out: BM25 scores it -inf) lends no evidence
-        near = {key: [n for n in self._neighbours(*key) if per_view[n[0]][n[1]] != -np.inf] for key in dense_of}
-        for key in {n for ns in near.values() for n in ns} - dense_of.keys():  # scored exactly, like the candidates
-            dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
-            lexical_of[key] = max(float(per_view[key[0]][key[1]]), 0.0)
-        fused = fuse_with_neighbours(dense, lexical, dense_of, lexical_of, near, params)
+        near = {}
+        if params.neighbours:
+            # a neighbour the search cannot see (deleted, or filtered out: BM25 scores it -inf) lends no evidence
+            near = {key: [n for n in self._neighbours(*key) if per_view[n[0]][n[1]] != -np.inf] for key in dense_of}
+            for key in {n for ns in near.values() for n in ns} - dense_of.keys():  # scored exactly, like the candidates
+                dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
+                lexical_of[key] = max(float(per_view[key[0]][key[1]]), 0.0)
+        fused = fuse(dense, lexical, dense_of, lexical_of, params, near)
         return self._ordered([(score, key[0], key[1]) for key, score in fused], k)
 
     def _neighbours(self, seg: int, row: int) -> list[tuple[int, int]]:

@@ -11,7 +11,7 @@ row's stored vector, a BM25 score is read from the full score array), then:
 * ``rescore``: only BM25's candidates, ordered by that weighted combination
   (``alpha = 1`` is pure dense re-scoring of BM25's candidates).
 
-``hybrid-ctx`` adds the neighbours' evidence (:func:`fuse_with_neighbours`).
+``hybrid-ctx`` adds the neighbours' evidence (``HybridParams.neighbours``).
 ``params_for(mode)`` holds the configuration each mode uses; they were tuned on
 SciFact's train queries and half of the chunking-evaluation questions only
 (benchmarks/retrieval.py), and reported on the other data.
@@ -61,22 +61,29 @@ def params_for(mode: str) -> HybridParams:
     return CTX_HYBRID if mode == "hybrid-ctx" else DEFAULT_HYBRID
 
 
-def _minmax(scores: dict[Hashable, float]) -> dict[Hashable, float]:
-    if not scores:
+def _scaled(of: dict[Hashable, float], keys: Sequence[Hashable]) -> dict[Hashable, float]:
+    """Every score of ``of`` min-max normalised with the bounds of ``keys`` (the candidates), floored at 0: the
+    candidates span [0, 1], and a neighbour outside them never moves their scale."""
+    if not keys:
         return {}
-    lo, hi = min(scores.values()), max(scores.values())
+    lo, hi = min(of[k] for k in keys), max(of[k] for k in keys)
     span = hi - lo
-    return {k: (v - lo) / span if span > 0 else 1.0 for k, v in scores.items()}
+    return {k: max((v - lo) / span, 0.0) if span > 0 else 1.0 for k, v in of.items()}
 
 
 def fuse(dense: Sequence[tuple[Hashable, float]], lexical: Sequence[tuple[Hashable, float]],
-         dense_of: dict[Hashable, float], lexical_of: dict[Hashable, float], params: HybridParams) -> list[tuple[Hashable, float]]:
+         dense_of: dict[Hashable, float], lexical_of: dict[Hashable, float], params: HybridParams,
+         neighbours_of: dict[Hashable, Sequence[Hashable]] | None = None) -> list[tuple[Hashable, float]]:
     """Candidates in fused order with their fused score (higher first; ties keep no order: the caller breaks them).
 
     ``dense`` / ``lexical``: each retriever's own top list (key, score), best
     first. ``dense_of`` / ``lexical_of``: both scores for every candidate of the
-    union (``fill`` them before calling).
+    union (``fill`` them before calling). With ``params.neighbours`` (hybrid-ctx), each candidate adds that
+    weight times the fused score of the better of its neighbours in ``neighbours_of`` (the chunks before
+    and after it in its document), whose scores ``dense_of`` / ``lexical_of`` must hold too.
     """
+    if params.neighbours and params.method != "weighted":
+        raise ValueError(f"neighbour evidence needs the weighted fusion, not {params.method}")
     if params.method == "rrf":
         out: dict[Hashable, float] = {}
         for ranked in (dense, lexical):
@@ -84,31 +91,11 @@ def fuse(dense: Sequence[tuple[Hashable, float]], lexical: Sequence[tuple[Hashab
                 out[key] = out.get(key, 0.0) + 1.0 / (params.k_rrf + rank)
         return sorted(out.items(), key=lambda kv: -kv[1])
     keys = [k for k, _ in lexical] if params.method == "rescore" else list(dict.fromkeys([k for k, _ in dense] + [k for k, _ in lexical]))
-    d = _minmax({k: dense_of[k] for k in keys})
-    lx = _minmax({k: lexical_of[k] for k in keys})
-    fused = {k: params.alpha * d[k] + (1 - params.alpha) * lx[k] for k in keys}
-    return sorted(fused.items(), key=lambda kv: -kv[1])
-
-
-def fuse_with_neighbours(dense: Sequence[tuple[Hashable, float]], lexical: Sequence[tuple[Hashable, float]],
-                         dense_of: dict[Hashable, float], lexical_of: dict[Hashable, float],
-                         neighbours_of: dict[Hashable, Sequence[Hashable]], params: HybridParams) -> list[tuple[Hashable, float]]:
-    """Weighted fusion (see :func:`fuse`) in which each candidate adds ``params.neighbours`` times the fused score
-    of the better of its neighbours. ``neighbours_of``: each candidate's neighbours (the chunks before and after it
-    in its document); ``dense_of`` / ``lexical_of`` must hold their scores too. Neighbours are normalised with
-    the candidates' minimum and maximum (and floored at 0), so they never move the candidates' scale."""
-    if params.method != "weighted":
-        raise ValueError(f"neighbour evidence needs the weighted fusion, not {params.method}")
-    keys = list(dict.fromkeys([k for k, _ in dense] + [k for k, _ in lexical]))
-
-    def scaled(of: dict) -> dict:
-        lo, hi = min(of[k] for k in keys), max(of[k] for k in keys)
-        return {k: max((v - lo) / (hi - lo), 0.0) if hi > lo else 1.0 for k, v in of.items()}
-
-    d, lx = scaled(dense_of), scaled(lexical_of)
+    d, lx = _scaled(dense_of, keys), _scaled(lexical_of, keys)
 
     def f(k: Hashable) -> float:
         return params.alpha * d[k] + (1 - params.alpha) * lx[k]
 
-    fused = {k: f(k) + params.neighbours * max((f(n) for n in neighbours_of.get(k, ())), default=0.0) for k in keys}
+    near = neighbours_of or {}
+    fused = {k: f(k) + params.neighbours * max((f(n) for n in near.get(k, ())), default=0.0) for k in keys}
     return sorted(fused.items(), key=lambda kv: -kv[1])

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from ragindex.cli import main
 from ragindex.evaluate.runner import Chunks, lexical_index, rank_chunks
 from ragindex.indexing.run import reindex
-from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, HybridParams, fuse, fuse_with_neighbours, params_for
+from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, HybridParams, fuse, params_for
 from ragindex.search.searcher import Searcher
 from ragindex.store.manifests import live_manifest
 from tests.support.data import passage_docs
@@ -31,9 +31,9 @@ def test_neighbours_lift_a_candidate_whose_neighbour_answers_too():
     lexical_of = {"a": 5.0, "b": 5.0, "c": 0.5, "a+1": 4.0, "b+1": 0.0}
     near = {"a": ["a+1"], "b": ["b+1"], "c": []}
     plain = HybridParams("weighted", alpha=0.2, depth=50)
-    assert [k for k, _ in fuse_with_neighbours(dense, lexical, dense_of, lexical_of, near, plain)] == \
+    assert [k for k, _ in fuse(dense, lexical, dense_of, lexical_of, plain, near)] == \
            [k for k, _ in fuse(dense, lexical, dense_of, lexical_of, plain)]
-    ranked = fuse_with_neighbours(dense, lexical, dense_of, lexical_of, near, HybridParams("weighted", 0.2, neighbours=0.5))
+    ranked = fuse(dense, lexical, dense_of, lexical_of, HybridParams("weighted", 0.2, neighbours=0.5), near)
     assert ranked[0][0] == "a" and ranked[0][1] > ranked[1][1]  # "a+1" answers too; "b+1" does not
     assert params_for("hybrid-ctx") is CTX_HYBRID and params_for("hybrid") is DEFAULT_HYBRID
     assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5)"
