@@ -13,15 +13,18 @@ Candidates, three families:
   weighted 0.2/0.8 at depth 50, weighted 0.1/0.3/0.5, RRF 10/60): the highest tune recall among settings with
   tune IoU >= 7.0, else the highest tune recall;
 * **fusion**: per-query adaptive weights on default@2: the dense weight chosen per query-length bucket
-  (<= 8 words, longer) on the tune half;
+  (<= 8 words, longer) on the tune half; and a weight learned per tenant from its eval set: each corpus as a
+  tenant, its dense weight in default@3 hybrid-ctx fitted on its tune-half questions;
 * **neighbour evidence** (``--mode hybrid-ctx``): the hybrid fusion, and each candidate adds ``beta`` times the
-  fused score of the better of its two neighbouring chunks; for recursive chunks of 150, 175 (default@3) and 200
-  (default@2) tokens, ``beta`` chosen on the tune half from 0.3, 0.5, 0.7, 1.0 by the same rule;
+  fused score of the better of its two neighbouring chunks, then each document's chunks are rescaled so that
+  documents keep the plain fusion's order (``keep_doc_order``); for recursive chunks of 150, 175 (default@3)
+  and 200 (default@2) tokens, ``beta`` chosen on the tune half from 0.3, 0.5, 0.7, 1.0 by the same rule. For
+  default@3 also the mode's first version, whose neighbours could move whole documents;
 * **narrower spans and neighbours**: the rows of ``benchmarks/spans.py`` (``results/spans.json``), read here;
 * the published schemas' rows from ``results/retrieval.json`` (default@1, default@2, cluster-200, ...), read here.
 
-And SciFact nDCG@10 (chunked with default@3, train and test queries) in hybrid and hybrid-ctx: the check that
-the neighbours' evidence does not cost document-level retrieval.
+And the SciFact checks of ``benchmarks/carryover.py`` (data no choice looked at): nDCG@10 with chunked
+documents, and recall / IoU of the annotators' rationale sentences, train and test claims.
 
 Writes ``results/moonshot.json`` (every row: tune, report, all) and ``results/moonshot.png`` (recall against IoU
 for every candidate: tune half, report half and all questions, with the target lines).
@@ -32,6 +35,7 @@ Usage: python benchmarks/moonshot.py [--plot]   (about 10 minutes with a warm ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -43,12 +47,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import carryover  # noqa: E402  (the SciFact checks of carrying over)
 from retrieval import halves  # noqa: E402  (the one split every retrieval benchmark uses)
 
 from ragindex.evaluate import datasets  # noqa: E402
 from ragindex.evaluate.runner import chunk_dataset, score, summarize  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
-from ragindex.search.hybrid import DEFAULT_HYBRID, HybridParams  # noqa: E402
+from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, HybridParams  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SHIP, TARGET = (86.0, 7.0), (87.3, 8.0)
@@ -82,7 +87,9 @@ def rows_for(parts: dict, chunks, qvecs: dict, cvecs, grid=None, mode: str = "hy
     return out
 
 
-NEIGHBOUR_GRID = [HybridParams("weighted", alpha=0.2, depth=50, neighbours=b) for b in (0.3, 0.5, 0.7, 1.0)]
+NEIGHBOUR_GRID = [HybridParams("weighted", alpha=0.2, depth=50, neighbours=b, keep_doc_order=True) for b in (0.3, 0.5, 0.7, 1.0)]
+# hybrid-ctx's first version: the neighbours' evidence could move whole documents (see benchmarks/carryover.py)
+FREE_NEIGHBOUR_GRID = [dataclasses.replace(p, keep_doc_order=False) for p in NEIGHBOUR_GRID]
 
 
 def by_ship_rule(tuned):
@@ -90,45 +97,40 @@ def by_ship_rule(tuned):
     return max(ok or tuned, key=lambda pm: (pm[1]["recall"], pm[1]["iou"]))[0]
 
 
-def adaptive(parts: dict, chunks, qvecs: dict, cvecs) -> dict:
-    """default@2 with the dense weight chosen per query-length bucket on the tune half."""
-    def bucket(ds, short: bool):
-        idx = [i for i, t in enumerate(ds.queries) if (len(t.split()) <= 8) == short]
-        return ds.subset([ds.query_ids[i] for i in idx], "short" if short else "long"), idx
-
-    alphas = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
-    chosen, per_half = {}, {h: {} for h in parts}
-    for short in (True, False):
-        sub, idx = bucket(parts["tune"], short)
-        grid = {a: metrics(sub, score(sub, chunks, qvecs["tune"][idx], cvecs, 5, "hybrid", HybridParams("weighted", alpha=a, depth=50)))
-                for a in alphas}
-        chosen["short" if short else "long"] = max(alphas, key=lambda a: (grid[a]["recall"], grid[a]["iou"]))
-        for half, ds in parts.items():
-            sub, idx = bucket(ds, short)
-            p = HybridParams("weighted", alpha=chosen["short" if short else "long"], depth=50)
-            per_half[half].update(score(sub, chunks, qvecs[half][idx], cvecs, 5, "hybrid", p))
-    return {"fusion": f"weighted(alpha by query length: {chosen}, depth=50)",
-            **{half: metrics(ds, per_half[half]) for half, ds in parts.items()}}
+ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 
 
-def scifact_rows(reg, schemas=("default@3",)) -> dict:
-    """SciFact nDCG@10, chunked, train and test queries: each schema in hybrid and hybrid-ctx (whole documents
-    have no neighbours, so there the two modes are the same ranking)."""
-    root = datasets.resolve("scifact")
-    from ragindex.embedders.registry import EmbedderConfig
+def by_length(ds) -> dict[str, list[int]]:
+    """Questions by length: at most 8 words, or longer."""
+    return {g: [i for i, t in enumerate(ds.queries) if (len(t.split()) <= 8) == (g == "short")] for g in ("short", "long")}
 
-    emb = CachedEmbedder(eval_cache_path("scifact"), EmbedderConfig("default").build, label="eval-scifact")
-    out = {}
-    for split in ("train", "test"):
-        ds = datasets.load_beir(root, "scifact", split)
-        q = emb.embed(ds.queries)
-        for ref in schemas:
-            chunks = chunk_dataset(ds, reg.get(ref), emb.embed)
-            c = emb.embed(chunks.embedded)
-            for mode in ("hybrid", "hybrid-ctx"):
-                means, _ = summarize(ds, score(ds, chunks, q, c, 10, mode))
-                out.setdefault(f"{ref} {mode}", {})[split] = round(means["ndcg@10"], 4)
+
+def by_tenant(ds) -> dict[str, list[int]]:
+    """Questions by corpus: each of the five corpora as a tenant with its own eval questions."""
+    out: dict[str, list[int]] = {}
+    for i, q in enumerate(ds.query_ids):
+        out.setdefault(ds.spans[q][0].doc_id, []).append(i)
     return out
+
+
+def fitted_alpha(parts: dict, chunks, qvecs: dict, cvecs, groups, base: HybridParams, mode: str) -> dict:
+    """``base`` with the dense weight chosen per group of questions (``groups(ds)``) on the tune half, from
+    ALPHAS, by recall then IoU; every half scored with each group's weight."""
+    def sub(ds, idx, name):
+        return ds.subset([ds.query_ids[i] for i in idx], name)
+
+    chosen, per_half = {}, {h: {} for h in parts}
+    for name, idx in groups(parts["tune"]).items():
+        grid = {a: metrics(sub(parts["tune"], idx, name), score(sub(parts["tune"], idx, name), chunks, qvecs["tune"][idx], cvecs, 5,
+                                                               mode, dataclasses.replace(base, alpha=a)))
+                for a in ALPHAS}
+        chosen[name] = max(ALPHAS, key=lambda a: (grid[a]["recall"], grid[a]["iou"]))
+    for half, ds in parts.items():
+        for name, idx in groups(ds).items():
+            per_half[half].update(score(sub(ds, idx, name), chunks, qvecs[half][idx], cvecs, 5, mode,
+                                        dataclasses.replace(base, alpha=chosen[name])))
+    return {"fusion": f"{base.label()} with alpha per {groups.__name__.replace('by_', '')}: {chosen}",
+            **{half: metrics(ds, per_half[half]) for half, ds in parts.items()}}
 
 
 def published_rows() -> dict:
@@ -157,7 +159,7 @@ def plot(out: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(19, 6), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(25, 6))
     colors = {"published schema": "#999999", "boundaries": "#4c72b0", "fusion": "#55a868", "spans (benchmarks/spans.py)": "#c44e52",
               "neighbours": "#8172b2"}
     for ax, half in zip(axes, ("tune", "report", "all")):
@@ -175,6 +177,15 @@ def plot(out: dict, path: Path) -> None:
     axes[0].set_ylabel("recall (x100)")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in colors.items()]
     axes[2].legend(handles=handles, fontsize=7, loc="lower right")
+    ax = axes[3]  # the check of carrying over: SciFact claims and their rationale sentences
+    for name, row in out.get("scifact", {}).get("evidence_spans", {}).items():
+        for split, marker in (("train", "o"), ("test", "s")):
+            ax.scatter(row[split]["iou"], row[split]["recall"], marker=marker, s=28,
+                       color=colors["neighbours"] if "ctx" in name else colors["published schema"])
+            ax.annotate(f"{name} ({split})", (row[split]["iou"], row[split]["recall"]), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points")
+    ax.set_title("SciFact rationale sentences (not used for any choice), k=5")
+    ax.set_xlabel("IoU (x100)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -211,8 +222,15 @@ def main() -> None:
             out["candidates"][f"{name} hybrid-ctx"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
             print(f"[{time.time() - t0:.0f}s] {name} hybrid-ctx: " + json.dumps({h: row[h] for h in ("fusion", "tune", "report", "all")}),
                   flush=True)
+        if name == "default@3":
+            row = rows_for(parts, chunks, qvecs, cvecs, FREE_NEIGHBOUR_GRID, "hybrid-ctx")
+            out["candidates"]["default@3 hybrid-ctx (neighbours move documents)"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
+            row = fitted_alpha(parts, chunks, qvecs, cvecs, by_tenant, CTX_HYBRID, "hybrid-ctx")
+            out["candidates"]["default@3 hybrid-ctx, alpha fitted per tenant"] = {"family": "fusion", **row}
+            print(f"[{time.time() - t0:.0f}s] per-tenant alpha: " + json.dumps(row), flush=True)
         if name == "default@2":
-            out["candidates"]["default@2 hybrid, adaptive alpha"] = {"family": "fusion", **adaptive(parts, chunks, qvecs, cvecs)}
+            out["candidates"]["default@2 hybrid, adaptive alpha"] = {
+                "family": "fusion", **fitted_alpha(parts, chunks, qvecs, cvecs, by_length, DEFAULT_HYBRID, "hybrid")}
             continue
         if name == "default@3":
             continue
@@ -220,8 +238,7 @@ def main() -> None:
                                                **rows_for(parts, chunks, qvecs, cvecs)}
         print(f"[{time.time() - t0:.0f}s] {name}: " + json.dumps({h: out["candidates"][f"{name} hybrid"][h] for h in ("tune", "report", "all")}),
               flush=True)
-    out["scifact_chunked_ndcg@10"] = scifact_rows(reg)
-    print(json.dumps(out["scifact_chunked_ndcg@10"]), flush=True)
+    out["scifact"] = carryover.run(reg, CachedEmbedder(eval_cache_path("scifact"), EmbedderConfig("default").build, label="eval-scifact"))
     shutil.rmtree(scratch, ignore_errors=True)
     out["meets_ship_minimum_on_all_questions"] = sorted(n for n, r in out["candidates"].items()
                                                         if r["all"]["recall"] >= SHIP[0] and r["all"]["iou"] >= SHIP[1])

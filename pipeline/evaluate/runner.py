@@ -176,7 +176,7 @@ def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np
         neighbours = {i: near[i] for i in keys} if near is not None else {}
         scored = keys | {n for ns in neighbours.values() for n in ns}
         fused = fuse(dense, lexical, {i: float(ds_[i]) for i in scored}, {i: max(float(ls[i]), 0.0) for i in scored},
-                     params, neighbours)
+                     params, neighbours, {i: chunks.doc_ids[i] for i in keys})
         fused.sort(key=lambda kv: (-kv[1], ids[kv[0]]))
         out.append([i for i, _ in fused[:k]])
     return out

@@ -227,27 +227,31 @@ class LoadedGeneration:
             if key not in dense_of:
                 dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
         lexical_of = {key: max(float(per_view[key[0]][key[1]]), 0.0) for key in dense_of.keys() | dict(lexical).keys()}
-        near = {}
+        near, docs = {}, {}
         if params.neighbours:
+            docs = {key: (key[0], self._doc_rows(*key)[0]) for key in dense_of}
             # a neighbour the search cannot see (deleted, or filtered out: BM25 scores it -inf) lends no evidence
             near = {key: [n for n in self._neighbours(*key) if per_view[n[0]][n[1]] != -np.inf] for key in dense_of}
             for key in {n for ns in near.values() for n in ns} - dense_of.keys():  # scored exactly, like the candidates
                 dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
                 lexical_of[key] = max(float(per_view[key[0]][key[1]]), 0.0)
-        fused = fuse(dense, lexical, dense_of, lexical_of, params, near)
+        fused = fuse(dense, lexical, dense_of, lexical_of, params, near, docs)
         return self._ordered([(score, key[0], key[1]) for key, score in fused], k)
 
     def _neighbours(self, seg: int, row: int) -> list[tuple[int, int]]:
-        """The rows just before and after ``row`` in its document (a segment keeps a document's rows together,
-        in order)."""
+        """The rows just before and after ``row`` in its document."""
+        lo, hi = self._doc_rows(seg, row)
+        return [(seg, r) for r in (row - 1, row + 1) if lo <= r < hi]
+
+    def _doc_rows(self, seg: int, row: int) -> tuple[int, int]:
+        """The rows [lo, hi) of ``row``'s document (a segment keeps a document's rows together, in order)."""
         s = self.views[seg].seg
         bounds = getattr(s, "_doc_bounds", None)
         if bounds is None:
             first = s.docs.column("first_row").to_numpy()
             n = s.docs.column("n_rows").to_numpy()
             bounds = s._doc_bounds = (np.repeat(first, n), np.repeat(first + n, n))
-        lo, hi = int(bounds[0][row]), int(bounds[1][row])
-        return [(seg, r) for r in (row - 1, row + 1) if lo <= r < hi]
+        return int(bounds[0][row]), int(bounds[1][row])
 
 
 class SegmentCache:

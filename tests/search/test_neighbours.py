@@ -1,7 +1,8 @@
 """`--mode hybrid-ctx` (issue 26): hybrid fusion plus the evidence of a chunk's neighbours in its document.
 
 1. The fusion: without neighbours it is the weighted fusion; a candidate whose neighbour also answers
-   the query outranks an equal one whose neighbours do not.
+   the query outranks an equal one whose neighbours do not; with ``keep_doc_order`` (the mode's setting)
+   documents rank exactly as in the plain fusion and only the order inside each document changes.
 2. Search and the evaluation rank alike: the search service finds neighbours from a segment's rows,
    the evaluation from the chunks' offsets, and both give the same hits; the mode changes some of them.
 3. A tenant moves to default@3 in hybrid-ctx by `ragindex migrate`, and searches in that mode after.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from ragindex.cli import main
@@ -36,7 +38,38 @@ def test_neighbours_lift_a_candidate_whose_neighbour_answers_too():
     ranked = fuse(dense, lexical, dense_of, lexical_of, HybridParams("weighted", 0.2, neighbours=0.5), near)
     assert ranked[0][0] == "a" and ranked[0][1] > ranked[1][1]  # "a+1" answers too; "b+1" does not
     assert params_for("hybrid-ctx") is CTX_HYBRID and params_for("hybrid") is DEFAULT_HYBRID
-    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5)"
+    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5, keep_doc_order)"
+
+
+def _doc_order(ranked, doc_of):
+    return list(dict.fromkeys(doc_of[k] for k, _ in ranked))
+
+
+def test_keep_doc_order_ranks_documents_as_the_plain_fusion_and_chunks_as_the_neighbours_do():
+    rng = np.random.default_rng(7)
+    moved_docs = moved_chunks = 0
+    for trial in range(200):
+        sizes = rng.integers(1, 5, size=8)  # eight documents of one to four chunks
+        doc_of = {(d, i): d for d, n in enumerate(sizes) for i in range(n)}
+        near = {(d, i): [(d, j) for j in (i - 1, i + 1) if 0 <= j < sizes[d]] for d, i in doc_of}
+        dense_of = {k: float(rng.random()) for k in doc_of}
+        lexical_of = {k: float(rng.random() * 8) for k in doc_of}
+        keys = list(doc_of)
+        cands = [keys[i] for i in rng.choice(len(keys), size=min(len(keys), 12), replace=False)]
+        dense = sorted(((k, dense_of[k]) for k in cands[:8]), key=lambda kv: -kv[1])
+        lexical = sorted(((k, lexical_of[k]) for k in cands[4:]), key=lambda kv: -kv[1])
+        plain = fuse(dense, lexical, dense_of, lexical_of, DEFAULT_HYBRID)
+        free = fuse(dense, lexical, dense_of, lexical_of, HybridParams("weighted", 0.2, neighbours=0.5), near)
+        kept = fuse(dense, lexical, dense_of, lexical_of, CTX_HYBRID, near, doc_of)
+        assert _doc_order(kept, doc_of) == _doc_order(plain, doc_of), trial
+        for d in set(doc_of.values()):
+            assert [k for k, _ in kept if k[0] == d] == [k for k, _ in free if k[0] == d], (trial, d)
+        moved_docs += _doc_order(free, doc_of) != _doc_order(plain, doc_of)
+        moved_chunks += [k for k, _ in kept] != [k for k, _ in plain]
+    # the check has teeth: free neighbours do move documents, and the kept order still moves chunks
+    assert moved_docs > 20 and moved_chunks > 20
+    with pytest.raises(ValueError, match="document"):
+        fuse(dense, lexical, dense_of, lexical_of, CTX_HYBRID, near)
 
 
 def test_search_and_the_evaluation_find_the_same_neighbours(store, hash_embedder, tmp_path):
