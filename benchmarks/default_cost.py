@@ -16,7 +16,7 @@ Usage:
     python benchmarks/default_cost.py                          # the shipped default (DEFAULT_SCHEMA, DEFAULT_MODE)
     python benchmarks/default_cost.py --candidate recursive-200@1 --mode hybrid
     python benchmarks/default_cost.py --candidate default@3 --mode hybrid-ctx --baseline default@2 --baseline-mode hybrid \
-        --out benchmarks/results/default_cost_ctx.json          # issue 26: the candidate against today's default
+        --out benchmarks/results/default_cost_ctx.json          # issue 26: the default against the previous one
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from ragindex.schemas.location import Located, schemas_root
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The schema new tenants get. Tenants pinned to an older default keep it until `ragindex migrate`.
-DEFAULT_SCHEMA = "default@2"
+# default@3 (issue 26), searched in hybrid-ctx: see ragindex.search.searcher.SCHEMA_MODES and README.
+DEFAULT_SCHEMA = "default@3"
 
 
 @dataclass(frozen=True)

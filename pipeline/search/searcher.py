@@ -36,17 +36,31 @@ class Hit:
         return d
 
 
-DEFAULT_MODE = "hybrid"  # the default configuration's mode: DEFAULT_SCHEMA searched this way
+# The mode each default configuration was published with: a tenant on that schema with no mode of its own is
+# searched this way. The map keeps a tenant pinned to an older default on its mode when the default changes,
+# until it migrates (`ragindex migrate --to default@3`, which moves it to that schema's mode).
+SCHEMA_MODES = {"default@2": "hybrid", "default@3": "hybrid-ctx"}
+DEFAULT_MODE = SCHEMA_MODES[DEFAULT_SCHEMA]  # the default configuration's mode
 LEGACY_MODE = "dense"  # what a tenant on any other schema gets without a mode of its own
 
 
 def tenant_mode(settings) -> str:
-    """A tenant's search mode: its own ``mode`` setting, else the default configuration's mode if the
-    tenant is on the default schema, else dense. So a tenant pinned to an older schema keeps the mode it
-    was searched with when the default changes, until it migrates (``ragindex migrate --mode``)."""
+    """A tenant's search mode: its own ``mode`` setting, else the mode its schema was published as a default
+    with (:data:`SCHEMA_MODES`), else dense."""
     if settings is not None and settings.mode:
         return settings.mode
-    return DEFAULT_MODE if settings is not None and settings.chunker == DEFAULT_SCHEMA else LEGACY_MODE
+    return SCHEMA_MODES.get(settings.chunker, LEGACY_MODE) if settings is not None else LEGACY_MODE
+
+
+def migration_mode(settings, to: str, mode: str | None = None) -> str | None:
+    """The mode a migration to schema ``to`` builds: ``mode`` if given; a tenant on a default configuration
+    (its schema in its published mode) moving to another default schema gets that schema's mode; any other
+    tenant keeps its mode."""
+    if mode:
+        return mode
+    if settings.mode == SCHEMA_MODES.get(settings.chunker) and to in SCHEMA_MODES:
+        return SCHEMA_MODES[to]
+    return settings.mode
 
 
 class Searcher:

@@ -160,15 +160,20 @@ def test_a_tenant_pinned_to_the_old_default_keeps_its_schema_and_mode_new_tenant
     from ragindex.schemas.registry import DEFAULT_SCHEMA
     from ragindex.search.searcher import DEFAULT_MODE, tenant_mode
 
-    assert (DEFAULT_SCHEMA, DEFAULT_MODE) == ("default@2", "hybrid")
+    assert (DEFAULT_SCHEMA, DEFAULT_MODE) == ("default@3", "hybrid-ctx")
     src = write_jsonl(tmp_path / "a.jsonl", passage_docs(20))
-    # Registered before default@2: the settings name default@1 and no mode.
-    register(store, "old", TenantSettings(source=str(src), chunker="default@1"))
-    reindex(store, "old", embedder=hash_embedder)
-    assert live_manifest(store.paths("old")).chunker == "default@1"
-    assert tenant_mode(store.settings("old")) == "dense"
+    # Registered before default@2 and before default@3: the settings name their schema and no mode.
+    for name, schema, mode in (("oldest", "default@1", "dense"), ("old", "default@2", "hybrid")):
+        register(store, name, TenantSettings(source=str(src), chunker=schema))
+        assert tenant_mode(store.settings(name)) == mode  # before its first build, from tenant.json
+        reindex(store, name, embedder=hash_embedder)
+        assert (live_manifest(store.paths(name)).chunker, live_manifest(store.paths(name)).search_mode) == (schema, mode)
+        assert tenant_mode(store.settings(name)) == mode
     rx = Ragindex(home=store.root, model="hash")
     rx.tenant("new").add(source=src)
-    assert store.settings("new").chunker == "default@2" and tenant_mode(store.settings("new")) == "hybrid"
+    assert store.settings("new").chunker == "default@3" and tenant_mode(store.settings("new")) == "hybrid-ctx"
     rx.tenant("new").reindex()
-    assert live_manifest(store.paths("new")).search_mode == "hybrid"
+    assert live_manifest(store.paths("new")).search_mode == "hybrid-ctx"
+    # moving the old default's tenant to the new default without --mode gives it the new default's mode
+    rx.tenant("old").migrate("default@3")
+    assert (live_manifest(store.paths("old")).chunker, live_manifest(store.paths("old")).search_mode) == ("default@3", "hybrid-ctx")
