@@ -172,7 +172,7 @@ def eval_diff(ctx, refs, mode, markdown, against, baselines, data_root, as_json)
 
     \b
     Example: ragindex eval diff --markdown gate.md
-    Example: ragindex eval diff --schema default@2+hybrid --against default@1
+    Example: ragindex eval diff --schema default@3+hybrid-ctx --against default@2+hybrid
     """
     from ragindex.evaluate import report
     from ragindex.evaluate.gate import GateConfig, diff

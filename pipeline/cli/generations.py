@@ -65,7 +65,8 @@ def rollback(ctx, tenant, to, wait, as_json):
 @main.command()
 @tenant_option
 @click.option("--to", "to", required=True, help="Chunker schema NAME@VERSION to move the tenant to.")
-@click.option("--mode", type=click.Choice(list(SEARCH_MODES)), help="Search mode to move to (default: keep the tenant's).")
+@click.option("--mode", type=click.Choice(list(SEARCH_MODES)), help="Search mode to move to (default: keep the tenant's; a tenant on a default configuration moving "
+                   "to another default schema gets that schema's mode, e.g. default@2 hybrid -> default@3 hybrid-ctx).")
 @click.option("--accept-regression", metavar="WHY", help="Promote even if the tenant's eval set scores worse; the reason is recorded.")
 @click.option("--budget-tokens", type=click.IntRange(min=0), help="Refuse to embed more model tokens than this.")
 @click.option("--max-cost", type=FiniteFloat(0), help="Refuse if the estimated cost (USD) is higher.")
@@ -83,7 +84,7 @@ def migrate(ctx, tenant, to, mode, accept_regression, budget_tokens, max_cost, d
     then pins the tenant to the new schema and mode. `ragindex rollback` undoes it.
     Exit 3 over budget, 5 if the new generation scored worse (nothing changed).
 
-    Example: ragindex migrate --tenant acme --to recursive-200@1 --mode hybrid --max-cost 0.10
+    Example: ragindex migrate --tenant acme --to default@3 --max-cost 0.10
     """
     from ragindex.errors import BudgetExceeded, ChecksFailed
 

@@ -52,7 +52,7 @@ def schemas_init(directory, as_json):
 @json_option
 @_errors
 def schemas_list(as_json):
-    """List schemas with kind, size, overlap, fingerprint and whether they are published.
+    """List schemas with kind, size, overlap, fingerprint, whether they are published, and the default.
 
     Example: ragindex schemas list --json
     """
@@ -62,14 +62,16 @@ def schemas_list(as_json):
     locked = reg.lock()
     rows = [
         {"ref": ref, "kind": sf.spec.kind, "tokenizer": sf.spec.tokenizer, "size": sf.spec.size, "overlap": sf.spec.overlap,
-         "fingerprint": sf.fingerprint(), "published": ref in locked, "description": sf.spec.description}
+         "fingerprint": sf.fingerprint(), "published": ref in locked, "default": ref == DEFAULT_SCHEMA,
+         "description": sf.spec.description}
         for ref, sf in reg.files().items()
     ]
 
     def human(rows):
         for r in rows:
             click.echo(f"{r['ref']:<20} {r['kind']:<10} {r['tokenizer']:<17} {r['size']:>5}/{r['overlap']:<4} "
-                       f"{r['fingerprint'][:12]} {'published' if r['published'] else 'NOT LOCKED'}")
+                       f"{r['fingerprint'][:12]} {'published' if r['published'] else 'NOT LOCKED'}"
+                       + ("  (default for new tenants)" if r["default"] else ""))
 
     _emit(rows, as_json, human)
 

@@ -35,7 +35,7 @@ class TenantSettings:
     allow_deletions: bool = False  # let a run delete every live document, or more than half of them
     model: str | None = None  # embedding model (default, a directory, or openai:MODEL); None: the bundled default
     dimensions: int | None = None  # a hosted model's output dimensions
-    mode: str | None = None  # default search mode: dense | bm25 | hybrid (None: the default configuration's)
+    mode: str | None = None  # default search mode: dense | bm25 | hybrid | hybrid-ctx (None: its schema's, searcher.tenant_mode)
 
 
 class TenantStore:

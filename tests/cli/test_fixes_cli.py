@@ -29,6 +29,7 @@ def preview_file(tmp_path):
 def test_chunk_previews_every_listed_schema_with_exact_offsets(preview_file, model, tmp_path, monkeypatch):
     from ragindex.indexing.chunk import build_with_vectors
     from ragindex.schemas import SchemaRegistry
+    from ragindex.schemas.registry import DEFAULT_SCHEMA
 
     monkeypatch.delenv("RAGINDEX_MODEL", raising=False)  # no --model: the bundled default embeds the pieces
 
@@ -38,6 +39,7 @@ def test_chunk_previews_every_listed_schema_with_exact_offsets(preview_file, mod
     assert "cluster-200@1" in refs  # the kind that needs embeddings is among them
     listed = json.loads(CliRunner().invoke(main, ["schemas", "list", "--json"]).stdout)
     assert [r["ref"] for r in listed] == refs
+    assert [r["ref"] for r in listed if r["default"]] == [DEFAULT_SCHEMA]
     for ref in refs:
         res = CliRunner().invoke(main, ["chunk", "--schema", ref, str(path), "--json"])
         assert res.exit_code == 0, f"{ref}: {res.output}"
