@@ -7,14 +7,15 @@ printed beside them. all-MiniLM-L6-v2 through the evaluation cache, exact search
 Candidates, three families:
 
 * **boundaries**: chunkings that are not published schemas (written to a scratch schemas folder): recursive
-  150 and 175 tokens (smaller chunks, sentence-first separators), whole sentences packed to 150 and 200 tokens,
+  150 to 185 tokens (smaller chunks, sentence-first separators; in hybrid and in hybrid-ctx), whole sentences packed to 150 and 200 tokens,
   and the cluster chunker's runs of up to 250 and 300 tokens (the study's ClusterSemanticChunker idea, larger).
   Each is searched hybrid, with the fusion chosen on the tune half from a small grid (the default
   weighted 0.2/0.8 at depth 50, weighted 0.1/0.3/0.5, RRF 10/60): the highest tune recall among settings with
   tune IoU >= 7.0, else the highest tune recall;
 * **fusion**: per-query adaptive weights on default@2: the dense weight chosen per query-length bucket
   (<= 8 words, longer) on the tune half; and a weight learned per tenant from its eval set: each corpus as a
-  tenant, its dense weight in default@3 hybrid-ctx fitted on its tune-half questions;
+  tenant, its dense weight in default@3 hybrid-ctx fitted on its tune-half questions; BM25's k1 and b chosen
+  on the tune half; and pseudo-relevance feedback (the query vector moved toward its first search's hits);
 * **neighbour evidence** (``--mode hybrid-ctx``): the hybrid fusion, and each candidate adds ``beta`` times the
   fused score of the better of its two neighbouring chunks, then each document's chunks are rescaled so that
   documents keep the plain fusion's order (``keep_doc_order``); for recursive chunks of 150, 175 (default@3)
@@ -43,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -51,7 +54,7 @@ import carryover  # noqa: E402  (the SciFact checks of carrying over)
 from retrieval import halves  # noqa: E402  (the one split every retrieval benchmark uses)
 
 from ragindex.evaluate import datasets  # noqa: E402
-from ragindex.evaluate.runner import chunk_dataset, score, summarize  # noqa: E402
+from ragindex.evaluate.runner import chunk_dataset, rank_chunks, score, summarize  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
 from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, HybridParams  # noqa: E402
 
@@ -60,7 +63,8 @@ SHIP, TARGET = (86.0, 7.0), (87.3, 8.0)
 SEPARATORS = '["\\n\\n", "\\n", ".", "?", "!", " ", ""]'
 BOUNDARIES = {
     "recursive-150": f'kind = "recursive"\ntokenizer = "cl100k_base"\nsize = 150\nseparators = {SEPARATORS}\n',
-    "recursive-175": f'kind = "recursive"\ntokenizer = "cl100k_base"\nsize = 175\nseparators = {SEPARATORS}\n',
+    **{f"recursive-{n}": f'kind = "recursive"\ntokenizer = "cl100k_base"\nsize = {n}\nseparators = {SEPARATORS}\n'
+       for n in (160, 165, 170, 175, 185)},
     "sentence-150": 'kind = "sentence"\ntokenizer = "cl100k_base"\nsize = 150\n',
     "sentence-200": 'kind = "sentence"\ntokenizer = "cl100k_base"\nsize = 200\n',
     "cluster-250": 'kind = "cluster"\ntokenizer = "cl100k_base"\nsize = 250\npiece_size = 50\n',
@@ -131,6 +135,38 @@ def fitted_alpha(parts: dict, chunks, qvecs: dict, cvecs, groups, base: HybridPa
                                         dataclasses.replace(base, alpha=chosen[name])))
     return {"fusion": f"{base.label()} with alpha per {groups.__name__.replace('by_', '')}: {chosen}",
             **{half: metrics(ds, per_half[half]) for half, ds in parts.items()}}
+
+
+def bm25_constants(parts: dict, chunks, qvecs: dict, cvecs) -> dict:
+    """default@3 hybrid-ctx with BM25's k1 and b chosen on the tune half by the ship rule (today: 1.2, 0.75)."""
+    from ragindex.store import lexical
+
+    saved, tuned = (lexical.K1, lexical.B), []
+    try:
+        for k1, b in ((k1, b) for k1 in (0.9, 1.2, 1.6) for b in (0.5, 0.75, 0.9)):
+            lexical.K1, lexical.B = k1, b
+            tuned.append(((k1, b), metrics(parts["tune"], score(parts["tune"], chunks, qvecs["tune"], cvecs, 5, "hybrid-ctx"))))
+        best = by_ship_rule(tuned)
+        lexical.K1, lexical.B = best
+        return {"fusion": f"{CTX_HYBRID.label()}, bm25 k1={best[0]} b={best[1]}", "tune": dict(tuned)[best],
+                **{h: metrics(parts[h], score(parts[h], chunks, qvecs[h], cvecs, 5, "hybrid-ctx")) for h in ("report", "all")},
+                "tune_grid": {f"k1={k}, b={b}": m for (k, b), m in tuned}}
+    finally:
+        lexical.K1, lexical.B = saved
+
+
+def rocchio(parts: dict, chunks, qvecs: dict, cvecs) -> dict:
+    """default@3 hybrid-ctx with the query vector moved toward its first search's 3 best chunks (pseudo-relevance
+    feedback, ``q + g * mean``), ``g`` chosen on the tune half by the ship rule."""
+    def moved(half, g):
+        first = rank_chunks(parts[half], chunks, qvecs[half], cvecs, 3, "hybrid-ctx")
+        q = qvecs[half] + g * np.stack([cvecs[r].mean(0) for r in first])
+        return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+    tuned = [(g, metrics(parts["tune"], score(parts["tune"], chunks, moved("tune", g), cvecs, 5, "hybrid-ctx"))) for g in (0.2, 0.5, 1.0)]
+    g = by_ship_rule(tuned)
+    return {"fusion": f"{CTX_HYBRID.label()}, query + {g} x mean of its first 3 hits", "tune": dict(tuned)[g],
+            **{h: metrics(parts[h], score(parts[h], chunks, moved(h, g), cvecs, 5, "hybrid-ctx")) for h in ("report", "all")}}
 
 
 def published_rows() -> dict:
@@ -217,7 +253,7 @@ def main() -> None:
         ref = name if "@" in name else f"{name}@1"
         chunks = chunk_dataset(ds, reg.get(ref), emb.embed)
         cvecs = emb.embed(chunks.embedded)
-        if name in ("default@2", "default@3", "recursive-150"):
+        if name in ("default@2", "default@3") or name.startswith("recursive-"):
             row = rows_for(parts, chunks, qvecs, cvecs, NEIGHBOUR_GRID, "hybrid-ctx")
             out["candidates"][f"{name} hybrid-ctx"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
             print(f"[{time.time() - t0:.0f}s] {name} hybrid-ctx: " + json.dumps({h: row[h] for h in ("fusion", "tune", "report", "all")}),
@@ -228,6 +264,10 @@ def main() -> None:
             row = fitted_alpha(parts, chunks, qvecs, cvecs, by_tenant, CTX_HYBRID, "hybrid-ctx")
             out["candidates"]["default@3 hybrid-ctx, alpha fitted per tenant"] = {"family": "fusion", **row}
             print(f"[{time.time() - t0:.0f}s] per-tenant alpha: " + json.dumps(row), flush=True)
+            out["candidates"]["default@3 hybrid-ctx, bm25 k1/b tuned"] = {"family": "fusion", **bm25_constants(parts, chunks, qvecs, cvecs)}
+            out["candidates"]["default@3 hybrid-ctx, query feedback"] = {"family": "fusion", **rocchio(parts, chunks, qvecs, cvecs)}
+            for key in ("default@3 hybrid-ctx, bm25 k1/b tuned", "default@3 hybrid-ctx, query feedback"):
+                print(f"[{time.time() - t0:.0f}s] {key}: " + json.dumps(out["candidates"][key]), flush=True)
         if name == "default@2":
             out["candidates"]["default@2 hybrid, adaptive alpha"] = {
                 "family": "fusion", **fitted_alpha(parts, chunks, qvecs, cvecs, by_length, DEFAULT_HYBRID, "hybrid")}
