@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -58,6 +58,8 @@ def migration_mode(settings, to: str, mode: str | None = None) -> str | None:
     tenant keeps its mode."""
     if mode:
         return mode
+    if settings.mode is None:  # no mode of its own (registered, never built): what a tenant on ``to`` gets
+        return tenant_mode(replace(settings, chunker=to))
     if settings.mode == SCHEMA_MODES.get(settings.chunker) and to in SCHEMA_MODES:
         return SCHEMA_MODES[to]
     return settings.mode

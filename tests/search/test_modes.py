@@ -177,3 +177,12 @@ def test_a_tenant_pinned_to_the_old_default_keeps_its_schema_and_mode_new_tenant
     # moving the old default's tenant to the new default without --mode gives it the new default's mode
     rx.tenant("old").migrate("default@3")
     assert (live_manifest(store.paths("old")).chunker, live_manifest(store.paths("old")).search_mode) == ("default@3", "hybrid-ctx")
+    # ... and so does migrating a tenant that was registered on default@2 but never built; a tenant with a
+    # mode of its own (not its schema's default one) keeps it
+    register(store, "unbuilt", TenantSettings(source=str(src), chunker="default@2"))
+    rx.tenant("unbuilt").migrate("default@3")
+    assert live_manifest(store.paths("unbuilt")).search_mode == "hybrid-ctx"
+    register(store, "own", TenantSettings(source=str(src), chunker="default@2", mode="bm25"))
+    reindex(store, "own", embedder=hash_embedder)
+    rx.tenant("own").migrate("default@3")
+    assert live_manifest(store.paths("own")).search_mode == "bm25"
