@@ -12,7 +12,8 @@ chunking-evaluation set's choices never saw it. Every configuration is chunked f
   claims) scored like the chunking-evaluation set: recall and IoU of the characters of the top 5 chunks
   against the rationale sentences, over the whole corpus.
 
-``hybrid-ctx (neighbours move documents)`` is the mode's first version, without ``keep_doc_order``.
+``hybrid-ctx`` is BM25 over each chunk's window; the two ``neighbour bonus`` rows are the mode's earlier forms
+(the first let the neighbours move whole documents; the second keeps each document's rank).
 
 Usage: python benchmarks/carryover.py [--out results/carryover.json]  (standalone; benchmarks/moonshot.py
 also calls it)
@@ -38,15 +39,16 @@ from ragindex.evaluate.datasets import Dataset, Span, beir_text  # noqa: E402
 from ragindex.evaluate.metrics import paired_bootstrap_ci  # noqa: E402
 from ragindex.evaluate.runner import chunk_dataset, score, summarize  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
-from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID  # noqa: E402
+from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, NEIGHBOUR_BONUS  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 # (label, schema, mode, fusion)
 CONFIGS = [
     ("default@2 hybrid", "default@2", "hybrid", DEFAULT_HYBRID),
     ("default@3 hybrid", "default@3", "hybrid", DEFAULT_HYBRID),
-    ("default@3 hybrid-ctx (neighbours move documents)", "default@3", "hybrid-ctx",
-     dataclasses.replace(CTX_HYBRID, keep_doc_order=False)),
+    ("default@3 neighbour bonus (neighbours move documents)", "default@3", "hybrid-ctx",
+     dataclasses.replace(NEIGHBOUR_BONUS, keep_doc_order=False)),
+    ("default@3 neighbour bonus (documents keep their rank)", "default@3", "hybrid-ctx", NEIGHBOUR_BONUS),
     ("default@3 hybrid-ctx", "default@3", "hybrid-ctx", CTX_HYBRID),
 ]
 BASE = CONFIGS[0][0]

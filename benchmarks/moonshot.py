@@ -16,11 +16,11 @@ Candidates, three families:
   (<= 8 words, longer) on the tune half; and a weight learned per tenant from its eval set: each corpus as a
   tenant, its dense weight in default@3 hybrid-ctx fitted on its tune-half questions; BM25's k1 and b chosen
   on the tune half; and pseudo-relevance feedback (the query vector moved toward its first search's hits);
-* **neighbour evidence** (``--mode hybrid-ctx``): the hybrid fusion, and each candidate adds ``beta`` times the
-  fused score of the better of its two neighbouring chunks, then each document's chunks are rescaled so that
-  documents keep the plain fusion's order (``keep_doc_order``); for recursive chunks of 150, 175 (default@3)
-  and 200 (default@2) tokens, ``beta`` chosen on the tune half from 0.3, 0.5, 0.7, 1.0 by the same rule. For
-  default@3 also the mode's first version, whose neighbours could move whole documents;
+* **neighbour evidence** (``--mode hybrid-ctx``): the hybrid fusion with BM25 over each chunk's window (its own
+  words counted ``w`` times plus its two neighbours' in its document), ``w`` chosen on the tune half from 1 to 4
+  by the same rule, for recursive chunks of 150 to 185 tokens, default@3 (175) and default@2 (200). For
+  default@3 also the mode's earlier forms: each candidate adds ``beta`` times the fused score of the better
+  of its neighbours (``beta`` from 0.3, 0.5, 0.7, 1.0), with documents keeping their plain rank or not;
 * **narrower spans and neighbours**: the rows of ``benchmarks/spans.py`` (``results/spans.json``), read here;
 * the published schemas' rows from ``results/retrieval.json`` (default@1, default@2, cluster-200, ...), read here.
 
@@ -91,8 +91,11 @@ def rows_for(parts: dict, chunks, qvecs: dict, cvecs, grid=None, mode: str = "hy
     return out
 
 
+# hybrid-ctx: BM25 over each chunk's window, the chunk's own words counted w times plus its two neighbours'
+WINDOW_GRID = [HybridParams("weighted", alpha=0.2, depth=50, window=w) for w in (1, 2, 3, 4)]
+# hybrid-ctx's earlier forms: a share of the better neighbour's fused score, documents keeping their rank ...
 NEIGHBOUR_GRID = [HybridParams("weighted", alpha=0.2, depth=50, neighbours=b, keep_doc_order=True) for b in (0.3, 0.5, 0.7, 1.0)]
-# hybrid-ctx's first version: the neighbours' evidence could move whole documents (see benchmarks/carryover.py)
+# ... or not (the first version: the neighbours' evidence could move whole documents; see benchmarks/carryover.py)
 FREE_NEIGHBOUR_GRID = [dataclasses.replace(p, keep_doc_order=False) for p in NEIGHBOUR_GRID]
 
 
@@ -254,13 +257,14 @@ def main() -> None:
         chunks = chunk_dataset(ds, reg.get(ref), emb.embed)
         cvecs = emb.embed(chunks.embedded)
         if name in ("default@2", "default@3") or name.startswith("recursive-"):
-            row = rows_for(parts, chunks, qvecs, cvecs, NEIGHBOUR_GRID, "hybrid-ctx")
+            row = rows_for(parts, chunks, qvecs, cvecs, WINDOW_GRID, "hybrid-ctx")
             out["candidates"][f"{name} hybrid-ctx"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
             print(f"[{time.time() - t0:.0f}s] {name} hybrid-ctx: " + json.dumps({h: row[h] for h in ("fusion", "tune", "report", "all")}),
                   flush=True)
         if name == "default@3":
-            row = rows_for(parts, chunks, qvecs, cvecs, FREE_NEIGHBOUR_GRID, "hybrid-ctx")
-            out["candidates"]["default@3 hybrid-ctx (neighbours move documents)"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
+            for grid, label in ((FREE_NEIGHBOUR_GRID, "neighbours move documents"), (NEIGHBOUR_GRID, "documents keep their rank")):
+                row = rows_for(parts, chunks, qvecs, cvecs, grid, "hybrid-ctx")
+                out["candidates"][f"default@3 neighbour bonus ({label})"] = {"family": "neighbours", "chunks": len(chunks.texts), **row}
             row = fitted_alpha(parts, chunks, qvecs, cvecs, by_tenant, CTX_HYBRID, "hybrid-ctx")
             out["candidates"]["default@3 hybrid-ctx, alpha fitted per tenant"] = {"family": "fusion", **row}
             print(f"[{time.time() - t0:.0f}s] per-tenant alpha: " + json.dumps(row), flush=True)

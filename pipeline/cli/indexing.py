@@ -178,8 +178,8 @@ def _report_to_dagster(what: str, tenant: str, done) -> bool:
 @click.argument("query", type=query_type)
 @click.option("-k", default=5, show_default=True, type=hits_type, help="Number of hits (1 to 1000).")
 @click.option("--mode", type=click.Choice(list(SEARCH_MODES)),
-              help="dense (embeddings), bm25 (words), hybrid (both, fused) or hybrid-ctx (hybrid, and a chunk's "
-                   "neighbours in its document count as evidence); default: the tenant's.")
+              help="dense (embeddings), bm25 (words), hybrid (both, fused) or hybrid-ctx (hybrid, with BM25 over "
+                   "each chunk and its neighbours in its document); default: the tenant's.")
 @click.option("--filter", "filter_", metavar="JSON",
               help='Only chunks whose document matches, e.g. \'{"team": "search", "year": {">": 2020}}\' or '
                    '\'{"path": {"prefix": "guides/"}}\', or whose page does: \'{"path": "handbook.pdf", "page": {"<=": 10}}\' '

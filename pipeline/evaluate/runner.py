@@ -20,7 +20,7 @@ from ragindex.evaluate.vectors import CachedEmbedder, EmbedStats
 from ragindex.fsutil import sha256_text
 from ragindex.indexing.chunk import chunk_documents
 from ragindex.search.hybrid import HybridParams, fuse, params_for
-from ragindex.store.lexical import LexicalIndex, collection_stats, query_terms
+from ragindex.store.lexical import LexicalIndex, collection_stats, query_terms, windowed
 from ragindex.store.lexical import score as bm25_score
 
 WHOLE_DOCS = "whole-docs"
@@ -151,6 +151,18 @@ def neighbour_map(chunks: Chunks) -> list[list[int]]:
     return out
 
 
+def _before_after(chunks: Chunks) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk's neighbour before and after it in its document (-1: none), for BM25 over windows."""
+    before, after = np.full(len(chunks.texts), -1), np.full(len(chunks.texts), -1)
+    for i, ns in enumerate(neighbour_map(chunks)):
+        for n in ns:
+            if chunks.starts[n] < chunks.starts[i]:
+                before[i] = n
+            else:
+                after[i] = n
+    return before, after
+
+
 def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np.ndarray | None, k: int, mode: str,
                 params: HybridParams | None = None, lex: LexicalIndex | None = None) -> list[list[int]]:
     """Per query, the ``k`` best chunks under ``mode`` (the same fusion search uses; exact dense scores)."""
@@ -160,6 +172,8 @@ def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np
     if mode == "dense":
         return [row.tolist() for row in top_chunks(qvecs, cvecs, k)]
     lex = lex or lexical_index(chunks)
+    if params.window:
+        lex = windowed(lex, *_before_after(chunks), params.window)
     out = []
     for qi, query in enumerate(ds.queries):
         ls = lexical_scores(lex, query)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ragindex.search.filters import document_mask, row_mask, uses_row_fields
 from ragindex.search.hybrid import fuse
-from ragindex.store.lexical import collection_stats, query_terms
+from ragindex.store.lexical import collection_stats, query_terms, windowed
 from ragindex.store.lexical import score as bm25_score
 from ragindex.store.manifests import GenerationError, Manifest, check_ref, read_manifest
 from ragindex.store.paths import TenantPaths
@@ -174,12 +174,25 @@ class LoadedGeneration:
         scored.sort(key=lambda c: (-c[0], self.views[c[1]].chunk_id(c[2])))
         return [Candidate(*c) for c in scored[:k]]
 
-    def lexical_scores(self, query: str) -> list[np.ndarray]:
+    def lexical_scores(self, query: str, window: int = 0) -> list[np.ndarray]:
         """BM25 score of every row of every segment (deleted or filtered-out rows -inf), with the statistics of
-        the generation's live rows (a filter narrows what is returned, not how it scores)."""
+        the generation's live rows (a filter narrows what is returned, not how it scores). With ``window``,
+        each row is scored as its window (``ragindex.store.lexical.windowed``)."""
         terms = query_terms(query)
-        stats = collection_stats([(v.seg.lexical, v.stats_mask) for v in self.views], terms)
-        return [bm25_score(v.seg.lexical, v.mask, terms, stats) for v in self.views]
+        lexes = [self._lexical(v.seg, window) for v in self.views]
+        stats = collection_stats([(lex, v.stats_mask) for lex, v in zip(lexes, self.views)], terms)
+        return [bm25_score(lex, v.mask, terms, stats) for lex, v in zip(lexes, self.views)]
+
+    def _lexical(self, seg, window: int):
+        """The segment's BM25 index, or its windows' (made once per segment and self-weight, then kept)."""
+        if not window:
+            return seg.lexical
+        made = seg.__dict__.setdefault("_windows", {})
+        if window not in made:
+            (lo, hi), rows = _doc_bounds(seg), np.arange(seg.lexical.rows)
+            made[window] = windowed(seg.lexical, np.where(rows - 1 >= lo, rows - 1, -1), np.where(rows + 1 < hi, rows + 1, -1),
+                                    window)
+        return made[window]
 
     def filtered(self, spec: dict) -> "LoadedGeneration":
         """The same generation with only the rows whose document matches ``spec`` searchable (pipeline.search.filters)."""
@@ -218,7 +231,7 @@ class LoadedGeneration:
 
         depth = max(params.depth, k)
         dense = [((c.seg, c.row), c.score) for c in self.search(qvec.reshape(1, -1), depth)[0]]
-        per_view = self.lexical_scores(query)
+        per_view = self.lexical_scores(query, params.window)
         lex_c = self._ordered([(float(sc[r]), s, int(r)) for s, sc in enumerate(per_view) for r in self._top(sc, depth)], depth)
         lexical = [((c.seg, c.row), c.score) for c in lex_c]
         dense_of = dict(dense)
@@ -244,14 +257,20 @@ class LoadedGeneration:
         return [(seg, r) for r in (row - 1, row + 1) if lo <= r < hi]
 
     def _doc_rows(self, seg: int, row: int) -> tuple[int, int]:
-        """The rows [lo, hi) of ``row``'s document (a segment keeps a document's rows together, in order)."""
-        s = self.views[seg].seg
-        bounds = getattr(s, "_doc_bounds", None)
-        if bounds is None:
-            first = s.docs.column("first_row").to_numpy()
-            n = s.docs.column("n_rows").to_numpy()
-            bounds = s._doc_bounds = (np.repeat(first, n), np.repeat(first + n, n))
-        return int(bounds[0][row]), int(bounds[1][row])
+        """The rows [lo, hi) of ``row``'s document."""
+        lo, hi = _doc_bounds(self.views[seg].seg)
+        return int(lo[row]), int(hi[row])
+
+
+def _doc_bounds(seg) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``seg``, the first row of its document and the row after its last (a segment keeps a
+    document's rows together, in order); computed once per segment."""
+    bounds = getattr(seg, "_doc_bounds", None)
+    if bounds is None:
+        first = seg.docs.column("first_row").to_numpy()
+        n = seg.docs.column("n_rows").to_numpy()
+        bounds = seg._doc_bounds = (np.repeat(first, n), np.repeat(first + n, n))
+    return bounds
 
 
 class SegmentCache:

@@ -112,6 +112,26 @@ class LexicalIndex:
         return cls(terms, tf, z["doc_len"])
 
 
+def windowed(lex: LexicalIndex, before: np.ndarray, after: np.ndarray, self_weight: int) -> LexicalIndex:
+    """The index of each row's window: its own terms and length counted ``self_weight`` times, plus those of the
+    rows just before and after it in its document (``before`` / ``after``: that row's index, or -1 for none).
+
+    BM25 then scores a chunk with its context (``hybrid-ctx``): a question whose words fall on both sides of a
+    chunk boundary still matches. The window is a linear map of the rows (``W @ tf``), so the statistics of
+    a generation's windows add up over segments like the rows' own, and a document's windows never reach
+    into another document."""
+    rows = np.arange(lex.rows)
+    has_b, has_a = before >= 0, after >= 0
+    i = np.concatenate([rows, rows[has_b], rows[has_a]])
+    j = np.concatenate([rows, before[has_b], after[has_a]])
+    v = np.concatenate([np.full(lex.rows, self_weight, np.float32), np.ones(int(has_b.sum() + has_a.sum()), np.float32)])
+    w = sp.csr_matrix((v, (i, j)), shape=(lex.rows, lex.rows))
+    tf = sp.csc_matrix(w @ lex.tf, dtype=np.float32)
+    tf.sum_duplicates()
+    tf.sort_indices()
+    return LexicalIndex(lex.terms, tf, (w @ lex.doc_len.astype(np.float32)).astype(np.int32))
+
+
 @dataclass
 class Stats:
     """Collection statistics of a generation's live rows for one query."""

@@ -58,10 +58,11 @@ def _apply(folder, op: str, n: int, state: dict) -> None:
 
 
 def _results(store: TenantStore, emb) -> list:
-    """Every mode: dense (FAISS per segment), bm25 (generation-wide statistics) and hybrid (both, fused)."""
+    """Every mode: dense (FAISS per segment), bm25 (generation-wide statistics), hybrid (both, fused) and
+    hybrid-ctx (BM25 over windows, whose statistics are the whole generation's too)."""
     s = Searcher(store, emb)
     return [[(h.doc_id, h.start, h.end, h.text, round(h.score, 5)) for h in s.search("acme", q, k=15, mode=mode)]
-            for q in QUERIES for mode in ("dense", "bm25", "hybrid")]
+            for q in QUERIES for mode in ("dense", "bm25", "hybrid", "hybrid-ctx")]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

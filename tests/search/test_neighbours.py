@@ -1,11 +1,14 @@
-"""`--mode hybrid-ctx` (issue 26): hybrid fusion plus the evidence of a chunk's neighbours in its document.
+"""`--mode hybrid-ctx` (issue 26): hybrid fusion with the evidence of a chunk's neighbours in its document.
 
-1. The fusion: without neighbours it is the weighted fusion; a candidate whose neighbour also answers
-   the query outranks an equal one whose neighbours do not; with ``keep_doc_order`` (the mode's setting)
-   documents rank exactly as in the plain fusion and only the order inside each document changes.
-2. Search and the evaluation rank alike: the search service finds neighbours from a segment's rows,
+1. BM25 over windows (the mode's form): a window's index is the index of the window texts; a question whose
+   words fall on both sides of a chunk boundary ranks that chunk first.
+2. The neighbour-score bonus (the mode's earlier form, kept for the benchmarks): without neighbours it is
+   the weighted fusion; a candidate whose neighbour also answers the query outranks an equal one whose
+   neighbours do not; with ``keep_doc_order`` documents rank exactly as in the plain fusion and only the
+   order inside each document changes.
+3. Search and the evaluation rank alike: the search service finds neighbours from a segment's rows,
    the evaluation from the chunks' offsets, and both give the same hits; the mode changes some of them.
-3. A tenant moves to default@3 in hybrid-ctx by `ragindex migrate`, and searches in that mode after.
+4. A tenant moves to default@3 in hybrid-ctx by `ragindex migrate`, and searches in that mode after.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from ragindex.cli import main
-from ragindex.evaluate.runner import Chunks, lexical_index, rank_chunks
+from ragindex.evaluate.runner import Chunks, lexical_index, lexical_scores, rank_chunks
 from ragindex.indexing.run import reindex
-from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, HybridParams, fuse, params_for
+from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, NEIGHBOUR_BONUS, HybridParams, fuse, params_for
+from ragindex.store.lexical import LexicalIndex, windowed
 from ragindex.search.searcher import Searcher
 from ragindex.store.manifests import live_manifest
 from tests.support.data import passage_docs
@@ -38,7 +42,39 @@ def test_neighbours_lift_a_candidate_whose_neighbour_answers_too():
     ranked = fuse(dense, lexical, dense_of, lexical_of, HybridParams("weighted", 0.2, neighbours=0.5), near)
     assert ranked[0][0] == "a" and ranked[0][1] > ranked[1][1]  # "a+1" answers too; "b+1" does not
     assert params_for("hybrid-ctx") is CTX_HYBRID and params_for("hybrid") is DEFAULT_HYBRID
-    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5, keep_doc_order)"
+    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, bm25_window=2)"
+    assert NEIGHBOUR_BONUS.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5, keep_doc_order)"
+
+
+def test_a_window_index_is_the_index_of_the_window_texts():
+    # three documents of 1, 2 and 3 chunks, rows in document order
+    texts = ["solar panels on roofs", "wind turbines offshore", "turbines need wind maps", "grid storage batteries",
+             "batteries store solar power", "power lines and wind"]
+    before = np.array([-1, -1, 1, -1, 3, 4])
+    after = np.array([-1, 2, -1, 4, 5, -1])
+    got = windowed(LexicalIndex.build(texts), before, after, 2)
+    want = LexicalIndex.build([" ".join(([texts[b]] if b >= 0 else []) + [t, t] + ([texts[a]] if a >= 0 else []))
+                               for t, b, a in zip(texts, before, after)])
+    assert np.array_equal(got.terms, want.terms) and np.array_equal(got.doc_len, want.doc_len)
+    assert np.array_equal(got.tf.toarray(), want.tf.toarray())
+    assert got.doc_len[0] == 2 * LexicalIndex.build(texts[:1]).doc_len[0]  # a lone chunk is its own window
+
+
+def test_a_question_split_over_a_chunk_boundary_ranks_that_passage_first():
+    chunks = Chunks(doc_ids=["a", "a", "b", "b"], starts=[0, 30, 0, 30], ends=[30, 60, 30, 60],
+                    texts=["the reactor vessel was inspected", "for cracks in the welds", "the reactor vessel was shut",
+                           "down for the holidays"])
+    query = "reactor vessel cracks"
+    plain = lexical_scores(lexical_index(chunks), query)
+    ctx = lexical_scores(windowed(lexical_index(chunks), np.array([-1, 0, -1, 2]), np.array([1, -1, 3, -1]), 2), query)
+    assert plain[0] == plain[2] and ctx[0] > ctx[2]  # "cracks" sits in chunk 0's neighbour, not in chunk 2's
+    qvec = np.ones((1, 4), np.float32) / 2
+
+    class Questions:
+        queries = [query]
+
+    ranked = rank_chunks(Questions(), chunks, qvec, np.tile(qvec, (4, 1)), 4, "hybrid-ctx")[0]  # dense ties all
+    assert set(ranked[:2]) == {0, 1} and ranked[2] == 2
 
 
 def _doc_order(ranked, doc_of):
@@ -60,7 +96,7 @@ def test_keep_doc_order_ranks_documents_as_the_plain_fusion_and_chunks_as_the_ne
         lexical = sorted(((k, lexical_of[k]) for k in cands[4:]), key=lambda kv: -kv[1])
         plain = fuse(dense, lexical, dense_of, lexical_of, DEFAULT_HYBRID)
         free = fuse(dense, lexical, dense_of, lexical_of, HybridParams("weighted", 0.2, neighbours=0.5), near)
-        kept = fuse(dense, lexical, dense_of, lexical_of, CTX_HYBRID, near, doc_of)
+        kept = fuse(dense, lexical, dense_of, lexical_of, NEIGHBOUR_BONUS, near, doc_of)
         assert _doc_order(kept, doc_of) == _doc_order(plain, doc_of), trial
         for d in set(doc_of.values()):
             assert [k for k, _ in kept if k[0] == d] == [k for k, _ in free if k[0] == d], (trial, d)
@@ -69,7 +105,7 @@ def test_keep_doc_order_ranks_documents_as_the_plain_fusion_and_chunks_as_the_ne
     # the check has teeth: free neighbours do move documents, and the kept order still moves chunks
     assert moved_docs > 20 and moved_chunks > 20
     with pytest.raises(ValueError, match="document"):
-        fuse(dense, lexical, dense_of, lexical_of, CTX_HYBRID, near)
+        fuse(dense, lexical, dense_of, lexical_of, NEIGHBOUR_BONUS, near)
 
 
 def test_search_and_the_evaluation_find_the_same_neighbours(store, hash_embedder, tmp_path):
