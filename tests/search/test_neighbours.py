@@ -1,7 +1,7 @@
 """`--mode hybrid-ctx` (issue 26): hybrid fusion with the evidence of a chunk's neighbours in its document.
 
 1. BM25 over windows (the mode's form): a window's index is the index of the window texts; a question whose
-   words fall on both sides of a chunk boundary ranks that chunk first.
+   words fall on both sides of a chunk boundary ranks that passage first.
 2. The neighbour-score bonus (the mode's earlier form, kept for the benchmarks): without neighbours it is
    the weighted fusion; a candidate whose neighbour also answers the query outranks an equal one whose
    neighbours do not; with ``keep_doc_order`` documents rank exactly as in the plain fusion and only the
@@ -23,8 +23,8 @@ from ragindex.cli import main
 from ragindex.evaluate.runner import Chunks, lexical_index, lexical_scores, rank_chunks
 from ragindex.indexing.run import reindex
 from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, NEIGHBOUR_BONUS, HybridParams, fuse, params_for
-from ragindex.store.lexical import LexicalIndex, windowed
 from ragindex.search.searcher import Searcher
+from ragindex.store.lexical import LexicalIndex, windowed
 from ragindex.store.manifests import live_manifest
 from tests.support.data import passage_docs
 from tests.support.folders import make_folder
@@ -71,7 +71,7 @@ def test_a_question_split_over_a_chunk_boundary_ranks_that_passage_first():
     qvec = np.ones((1, 4), np.float32) / 2
 
     class Questions:
-        queries = [query]
+        queries = (query,)
 
     ranked = rank_chunks(Questions(), chunks, qvec, np.tile(qvec, (4, 1)), 4, "hybrid-ctx")[0]  # dense ties all
     assert set(ranked[:2]) == {0, 1} and ranked[2] == 2
