@@ -7,8 +7,8 @@ printed beside them. all-MiniLM-L6-v2 through the evaluation cache, exact search
 Candidates, three families:
 
 * **boundaries**: chunkings that are not published schemas (written to a scratch schemas folder): recursive
-  150 to 185 tokens (smaller chunks, sentence-first separators; in hybrid and in hybrid-ctx), whole sentences packed to 150 and 200 tokens,
-  and the cluster chunker's runs of up to 250 and 300 tokens (the study's ClusterSemanticChunker idea, larger).
+  150 to 185 tokens (smaller chunks, sentence-first separators; in hybrid and in hybrid-ctx), whole sentences
+  packed to 150 and 200 tokens, and the cluster chunker's runs of up to 250 and 300 tokens (the study's ClusterSemanticChunker idea, larger).
   Each is searched hybrid, with the fusion chosen on the tune half from a small grid (the default
   weighted 0.2/0.8 at depth 50, weighted 0.1/0.3/0.5, RRF 10/60): the highest tune recall among settings with
   tune IoU >= 7.0, else the highest tune recall;
@@ -30,7 +30,7 @@ documents, and recall / IoU of the annotators' rationale sentences, train and te
 Writes ``results/moonshot.json`` (every row: tune, report, all) and ``results/moonshot.png`` (recall against IoU
 for every candidate: tune half, report half and all questions, with the target lines).
 
-Usage: python benchmarks/moonshot.py [--plot]   (about 10 minutes with a warm evaluation cache)
+Usage: python benchmarks/moonshot.py [--plot]   (about 2 minutes with a warm evaluation cache)
 """
 
 from __future__ import annotations
