@@ -8,7 +8,8 @@ Candidates, three families:
 
 * **boundaries**: chunkings that are not published schemas (written to a scratch schemas folder): recursive
   150 to 185 tokens (smaller chunks, sentence-first separators; in hybrid and in hybrid-ctx), whole sentences
-  packed to 150 and 200 tokens, and the cluster chunker's runs of up to 250 and 300 tokens (the study's ClusterSemanticChunker idea, larger).
+  packed to 150 and 200 tokens, and the cluster chunker's runs of up to 250 and 300 tokens (the study's
+  ClusterSemanticChunker idea, larger).
   Each is searched hybrid, with the fusion chosen on the tune half from a small grid (the default
   weighted 0.2/0.8 at depth 50, weighted 0.1/0.3/0.5, RRF 10/60): the highest tune recall among settings with
   tune IoU >= 7.0, else the highest tune recall;
