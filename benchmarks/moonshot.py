@@ -221,7 +221,7 @@ def plot(out: dict, path: Path) -> None:
     for name, row in out.get("scifact", {}).get("evidence_spans", {}).items():
         for split, marker in (("train", "o"), ("test", "s")):
             ax.scatter(row[split]["iou"], row[split]["recall"], marker=marker, s=28,
-                       color=colors["neighbours"] if "ctx" in name else colors["published schema"])
+                       color=colors["neighbours"] if ("ctx" in name or "neighbour" in name) else colors["published schema"])
             ax.annotate(f"{name} ({split})", (row[split]["iou"], row[split]["recall"]), fontsize=6, xytext=(3, 2),
                         textcoords="offset points")
     ax.set_title("SciFact rationale sentences (not used for any choice), k=5")
