@@ -8,6 +8,7 @@ chunking-evaluation set's choices never saw it. Every configuration is chunked f
 * **document level**: nDCG@10 over the 5,183 abstracts, chunked (a document ranks by its best chunk), train
   (809) and test (300) queries, with the paired bootstrap interval of each configuration's difference from
   today's default (default@2 hybrid);
+* **whole documents**: nDCG@10 with each abstract one chunk (the project's SciFact figure, target >= 0.70);
 * **span level**: the claims with rationale sentences (``evidence_spans_derived.jsonl``: 505 train, 188 test
   claims) scored like the chunking-evaluation set: recall and IoU of the characters of the top 5 chunks
   against the rationale sentences, over the whole corpus.
@@ -37,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from ragindex.evaluate import datasets  # noqa: E402
 from ragindex.evaluate.datasets import Dataset, Span, beir_text  # noqa: E402
 from ragindex.evaluate.metrics import paired_bootstrap_ci  # noqa: E402
-from ragindex.evaluate.runner import chunk_dataset, score, summarize  # noqa: E402
+from ragindex.evaluate.runner import chunk_dataset, score, summarize, whole_docs  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
 from ragindex.search.hybrid import CTX_HYBRID, DEFAULT_HYBRID, NEIGHBOUR_BONUS  # noqa: E402
 
@@ -106,6 +107,10 @@ def run(reg, emb: CachedEmbedder) -> dict:
                 row["vs_default@2_hybrid"] = round(float((v - base).mean()), 4)
                 row["ci95"] = [round(x, 4) for x in paired_bootstrap_ci(v - base)]
             out["documents_ndcg@10"].setdefault(label, {})[split] = row
+        whole = whole_docs(docs)  # each abstract one chunk: no neighbours, so hybrid-ctx must rank as hybrid
+        for label, _, mode, params in CONFIGS:
+            means, _ = summarize(docs, score(docs, whole, qd, emb.embed(whole.embedded), 10, mode, params))
+            out.setdefault("whole_documents_ndcg@10", {}).setdefault(label, {})[split] = round(means["ndcg@10"], 4)
         print(f"{split}: " + json.dumps({k: out[k] and {lb: r[split] for lb, r in out[k].items()} for k in out}), flush=True)
     return out
 

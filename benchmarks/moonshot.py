@@ -18,8 +18,8 @@ Candidates, three families:
   tenant, its dense weight in default@3 hybrid-ctx fitted on its tune-half questions; BM25's k1 and b chosen
   on the tune half; and pseudo-relevance feedback (the query vector moved toward its first search's hits);
 * **neighbour evidence** (``--mode hybrid-ctx``): the hybrid fusion with BM25 over each chunk's window (its own
-  words counted ``w`` times plus its two neighbours' in its document), ``w`` chosen on the tune half from 1 to 4
-  by the same rule, for recursive chunks of 150 to 185 tokens, default@3 (175) and default@2 (200). For
+  words plus a share ``w`` of its two neighbours' in its document), ``w`` chosen on the tune half from 1, 1/2,
+  1/3 and 1/4 by the same rule, for recursive chunks of 150 to 185 tokens, default@3 (175) and default@2 (200). For
   default@3 also the mode's earlier forms: each candidate adds ``beta`` times the fused score of the better
   of its neighbours (``beta`` from 0.3, 0.5, 0.7, 1.0), with documents keeping their plain rank or not;
 * **narrower spans and neighbours**: the rows of ``benchmarks/spans.py`` (``results/spans.json``), read here;
@@ -92,8 +92,8 @@ def rows_for(parts: dict, chunks, qvecs: dict, cvecs, grid=None, mode: str = "hy
     return out
 
 
-# hybrid-ctx: BM25 over each chunk's window, the chunk's own words counted w times plus its two neighbours'
-WINDOW_GRID = [HybridParams("weighted", alpha=0.2, depth=50, window=w) for w in (1, 2, 3, 4)]
+# hybrid-ctx: BM25 over each chunk's window, the chunk's own words plus this share of its two neighbours'
+WINDOW_GRID = [HybridParams("weighted", alpha=0.2, depth=50, window=w) for w in (1.0, 0.5, 0.33, 0.25)]
 # hybrid-ctx's earlier forms: a share of the better neighbour's fused score, documents keeping their rank ...
 NEIGHBOUR_GRID = [HybridParams("weighted", alpha=0.2, depth=50, neighbours=b, keep_doc_order=True) for b in (0.3, 0.5, 0.7, 1.0)]
 # ... or not (the first version: the neighbours' evidence could move whole documents; see benchmarks/carryover.py)

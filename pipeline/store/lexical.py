@@ -58,7 +58,7 @@ class LexicalIndex:
 
     terms: np.ndarray  # int64, sorted: the term ids present in this segment (column j is terms[j])
     tf: sp.csc_matrix  # rows x len(terms)
-    doc_len: np.ndarray  # int32, terms per row
+    doc_len: np.ndarray  # int32, terms per row (float32 in a window index: see windowed)
 
     @property
     def rows(self) -> int:
@@ -112,24 +112,25 @@ class LexicalIndex:
         return cls(terms, tf, z["doc_len"])
 
 
-def windowed(lex: LexicalIndex, before: np.ndarray, after: np.ndarray, self_weight: int) -> LexicalIndex:
-    """The index of each row's window: its own terms and length counted ``self_weight`` times, plus those of the
+def windowed(lex: LexicalIndex, before: np.ndarray, after: np.ndarray, neighbour_weight: float) -> LexicalIndex:
+    """The index of each row's window: its own terms and length, plus ``neighbour_weight`` times those of the
     rows just before and after it in its document (``before`` / ``after``: that row's index, or -1 for none).
 
     BM25 then scores a chunk with its context (``hybrid-ctx``): a question whose words fall on both sides of a
-    chunk boundary still matches. The window is a linear map of the rows (``W @ tf``), so the statistics of
-    a generation's windows add up over segments like the rows' own, and a document's windows never reach
-    into another document."""
+    chunk boundary still matches. A row with no neighbour (a document of one chunk) is its own window, scored
+    exactly as without windows. The window is a linear map of the rows (``W @ tf``), so the statistics of a
+    generation's windows add up over segments like the rows' own, and a window never reaches into another
+    document. Term counts and lengths become fractional; BM25 takes them as they are."""
     rows = np.arange(lex.rows)
     has_b, has_a = before >= 0, after >= 0
     i = np.concatenate([rows, rows[has_b], rows[has_a]])
     j = np.concatenate([rows, before[has_b], after[has_a]])
-    v = np.concatenate([np.full(lex.rows, self_weight, np.float32), np.ones(int(has_b.sum() + has_a.sum()), np.float32)])
+    v = np.concatenate([np.ones(lex.rows, np.float32), np.full(int(has_b.sum() + has_a.sum()), neighbour_weight, np.float32)])
     w = sp.csr_matrix((v, (i, j)), shape=(lex.rows, lex.rows))
     tf = sp.csc_matrix(w @ lex.tf, dtype=np.float32)
     tf.sum_duplicates()
     tf.sort_indices()
-    return LexicalIndex(lex.terms, tf, (w @ lex.doc_len.astype(np.float32)).astype(np.int32))
+    return LexicalIndex(lex.terms, tf, (w @ lex.doc_len.astype(np.float32)).astype(np.float32))
 
 
 @dataclass
@@ -153,7 +154,8 @@ def collection_stats(parts: list[tuple[LexicalIndex, np.ndarray | None]], terms:
     for lex, mask in parts:
         live = mask if mask is not None else None
         n += int(live.sum()) if live is not None else lex.rows
-        total += int(lex.doc_len[live].sum()) if live is not None else int(lex.doc_len.sum())
+        lengths = lex.doc_len[live] if live is not None else lex.doc_len
+        total += float(lengths.sum(dtype=np.float64))  # a window index's lengths are fractional
         for t in terms.tolist():
             col, _ = lex.column(t)
             df[t] += int(live[col].sum()) if live is not None else len(col)

@@ -42,7 +42,7 @@ def test_neighbours_lift_a_candidate_whose_neighbour_answers_too():
     ranked = fuse(dense, lexical, dense_of, lexical_of, HybridParams("weighted", 0.2, neighbours=0.5), near)
     assert ranked[0][0] == "a" and ranked[0][1] > ranked[1][1]  # "a+1" answers too; "b+1" does not
     assert params_for("hybrid-ctx") is CTX_HYBRID and params_for("hybrid") is DEFAULT_HYBRID
-    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, bm25_window=2)"
+    assert CTX_HYBRID.label() == "weighted(alpha=0.2, depth=50, bm25_window=0.5)"
     assert NEIGHBOUR_BONUS.label() == "weighted(alpha=0.2, depth=50, neighbours=0.5, keep_doc_order)"
 
 
@@ -52,12 +52,32 @@ def test_a_window_index_is_the_index_of_the_window_texts():
              "batteries store solar power", "power lines and wind"]
     before = np.array([-1, -1, 1, -1, 3, 4])
     after = np.array([-1, 2, -1, 4, 5, -1])
-    got = windowed(LexicalIndex.build(texts), before, after, 2)
-    want = LexicalIndex.build([" ".join(([texts[b]] if b >= 0 else []) + [t, t] + ([texts[a]] if a >= 0 else []))
+    rows = LexicalIndex.build(texts)
+    full = windowed(rows, before, after, 1.0)  # neighbours counted in full: the index of the window texts
+    want = LexicalIndex.build([" ".join(([texts[b]] if b >= 0 else []) + [t] + ([texts[a]] if a >= 0 else []))
                                for t, b, a in zip(texts, before, after)])
-    assert np.array_equal(got.terms, want.terms) and np.array_equal(got.doc_len, want.doc_len)
-    assert np.array_equal(got.tf.toarray(), want.tf.toarray())
-    assert got.doc_len[0] == 2 * LexicalIndex.build(texts[:1]).doc_len[0]  # a lone chunk is its own window
+    assert np.array_equal(full.terms, want.terms) and np.array_equal(full.doc_len, want.doc_len)
+    assert np.array_equal(full.tf.toarray(), want.tf.toarray())
+    half = windowed(rows, before, after, 0.5)  # the mode's share: the row itself plus half of each neighbour
+    assert np.allclose(half.tf.toarray(), (rows.tf.toarray() + full.tf.toarray()) / 2)
+    assert np.allclose(half.doc_len, (rows.doc_len + full.doc_len) / 2)
+    # a one-chunk document is its own window, so it scores exactly as without windows
+    assert np.array_equal(half.tf.toarray()[0], rows.tf.toarray()[0]) and half.doc_len[0] == rows.doc_len[0]
+
+
+def test_documents_of_one_chunk_rank_as_in_hybrid():
+    """Whole documents (SciFact's benchmark) have no neighbours: hybrid-ctx must not change their ranking."""
+    docs = passage_docs(30)
+    chunks = Chunks(doc_ids=[d["_id"] for d in docs], starts=[0] * len(docs), ends=[len(d["text"]) for d in docs],
+                    texts=[d["text"] for d in docs])
+    rng = np.random.default_rng(3)
+    cvecs = rng.normal(size=(len(docs), 8)).astype(np.float32)
+
+    class Questions:
+        queries = tuple(d["title"] for d in docs[:10])
+
+    qvecs = rng.normal(size=(10, 8)).astype(np.float32)
+    assert rank_chunks(Questions(), chunks, qvecs, cvecs, 10, "hybrid-ctx") == rank_chunks(Questions(), chunks, qvecs, cvecs, 10, "hybrid")
 
 
 def test_a_question_split_over_a_chunk_boundary_ranks_that_passage_first():
@@ -66,7 +86,7 @@ def test_a_question_split_over_a_chunk_boundary_ranks_that_passage_first():
                            "down for the holidays"])
     query = "reactor vessel cracks"
     plain = lexical_scores(lexical_index(chunks), query)
-    ctx = lexical_scores(windowed(lexical_index(chunks), np.array([-1, 0, -1, 2]), np.array([1, -1, 3, -1]), 2), query)
+    ctx = lexical_scores(windowed(lexical_index(chunks), np.array([-1, 0, -1, 2]), np.array([1, -1, 3, -1]), 0.5), query)
     assert plain[0] == plain[2] and ctx[0] > ctx[2]  # "cracks" sits in chunk 0's neighbour, not in chunk 2's
     qvec = np.ones((1, 4), np.float32) / 2
 
