@@ -23,7 +23,6 @@ also calls it)
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
@@ -36,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ragindex.evaluate import datasets  # noqa: E402
-from ragindex.evaluate.datasets import Dataset, Span, beir_text  # noqa: E402
+from ragindex.evaluate.datasets import Dataset, Span, _jsonl  # noqa: E402
 from ragindex.evaluate.metrics import paired_bootstrap_ci  # noqa: E402
 from ragindex.evaluate.runner import chunk_dataset, score, summarize, whole_docs  # noqa: E402
 from ragindex.evaluate.vectors import CachedEmbedder, eval_cache_path  # noqa: E402
@@ -55,41 +54,31 @@ CONFIGS = [
 BASE = CONFIGS[0][0]
 
 
-def _jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _split_ids(root: Path, split: str) -> set[str]:
-    with open(root / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        return {r[0] for r in csv.reader(f, delimiter="\t") if r and r[0] != "query-id"}
-
-
-def evidence_spans(root: Path, split: str) -> Dataset:
-    """SciFact's rationale sentences as a span dataset over BEIR's document texts (title + " " + abstract):
-    each span's offsets into the abstract are shifted by where the abstract starts in that text."""
-    corpus = _jsonl(root / "corpus.jsonl")
-    texts, shift = [], {}
-    for d in corpus:
+def evidence_spans(root: Path, split: Dataset, label: str) -> Dataset:
+    """SciFact's rationale sentences as a span dataset over the documents and claims of ``split`` (the BEIR
+    split ``label``), whose texts are title + " " + abstract: each span's offsets into the abstract are shifted
+    by where the abstract starts in that text."""
+    shift = {}
+    for d, text in zip(_jsonl(root / "corpus.jsonl"), split.texts):
         full = d.get("title", "") + " " + d.get("text", "")
         shift[str(d["_id"])] = len(d.get("title", "")) + 1 - (len(full) - len(full.lstrip()))
-        texts.append(beir_text(d))
-        assert texts[-1][shift[str(d["_id"])]:].startswith(d["text"][:50]), d["_id"]
-    queries = {q["_id"]: q["text"] for q in _jsonl(root / "queries.jsonl")}
+        assert text[shift[str(d["_id"])]:].startswith(d["text"][:50]), d["_id"]
     spans: dict[str, list[Span]] = {}
     for s in _jsonl(root / "evidence_spans_derived.jsonl"):
         o = shift[s["doc_id"]]
         spans.setdefault(s["query_id"], []).append(Span(s["doc_id"], s["start"] + o, s["end"] + o))
-    keep = sorted(q for q in spans if q in _split_ids(root, split))
-    return Dataset(name=f"scifact-evidence:{split}", path=root, kind="spans", doc_ids=[str(d["_id"]) for d in corpus],
-                   texts=texts, query_ids=keep, queries=[queries[q] for q in keep], spans={q: spans[q] for q in keep})
+    queries = dict(zip(split.query_ids, split.queries))
+    keep = sorted(q for q in spans if q in queries)
+    return Dataset(name=f"scifact-evidence:{label}", path=root, kind="spans", doc_ids=split.doc_ids, texts=split.texts,
+                   query_ids=keep, queries=[queries[q] for q in keep], spans={q: spans[q] for q in keep})
 
 
 def run(reg, emb: CachedEmbedder) -> dict:
     root = datasets.resolve("scifact")
     out: dict = {"documents_ndcg@10": {}, "evidence_spans": {}}
     for split in ("train", "test"):
-        docs, spans = datasets.load_beir(root, "scifact", split), evidence_spans(root, split)
+        docs = datasets.load_beir(root, "scifact", split)
+        spans = evidence_spans(root, docs, split)
         chunks = {ref: chunk_dataset(docs, reg.get(ref), emb.embed) for ref in {c[1] for c in CONFIGS}}
         vecs = {ref: emb.embed(c.embedded) for ref, c in chunks.items()}
         qd, qs = emb.embed(docs.queries), emb.embed(spans.queries)

@@ -140,26 +140,13 @@ def _ranked(scores: np.ndarray, ids: list[str], k: int) -> list[int]:
     return sorted(top.tolist(), key=lambda i: (-scores[i], ids[i]))
 
 
-def neighbour_map(chunks: Chunks) -> list[list[int]]:
-    """Each chunk's neighbours: the chunks just before and after it in its document."""
+def chunk_neighbours(chunks: Chunks) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk's neighbour just before and just after it in its document (-1: none)."""
+    before, after = np.full(len(chunks.texts), -1), np.full(len(chunks.texts), -1)
     order = sorted(range(len(chunks.texts)), key=lambda i: (chunks.doc_ids[i], chunks.starts[i]))
-    out: list[list[int]] = [[] for _ in order]
     for a, b in zip(order, order[1:]):
         if chunks.doc_ids[a] == chunks.doc_ids[b]:
-            out[a].append(b)
-            out[b].append(a)
-    return out
-
-
-def _before_after(chunks: Chunks) -> tuple[np.ndarray, np.ndarray]:
-    """Each chunk's neighbour before and after it in its document (-1: none), for BM25 over windows."""
-    before, after = np.full(len(chunks.texts), -1), np.full(len(chunks.texts), -1)
-    for i, ns in enumerate(neighbour_map(chunks)):
-        for n in ns:
-            if chunks.starts[n] < chunks.starts[i]:
-                before[i] = n
-            else:
-                after[i] = n
+            after[a], before[b] = b, a
     return before, after
 
 
@@ -168,12 +155,13 @@ def rank_chunks(ds: Dataset, chunks: Chunks, qvecs: np.ndarray | None, cvecs: np
     """Per query, the ``k`` best chunks under ``mode`` (the same fusion search uses; exact dense scores)."""
     params = params or params_for(mode)
     ids = [f"{d}|{s}|{e}" for d, s, e in zip(chunks.doc_ids, chunks.starts, chunks.ends)]
-    near = neighbour_map(chunks) if params.neighbours else None
     if mode == "dense":
         return [row.tolist() for row in top_chunks(qvecs, cvecs, k)]
+    before, after = chunk_neighbours(chunks) if params.neighbours or params.window else (None, None)
+    near = [[int(n) for n in pair if n >= 0] for pair in zip(before, after)] if params.neighbours else None
     lex = lex or lexical_index(chunks)
     if params.window:
-        lex = windowed(lex, *_before_after(chunks), params.window)
+        lex = windowed(lex, before, after, params.window)
     out = []
     for qi, query in enumerate(ds.queries):
         ls = lexical_scores(lex, query)

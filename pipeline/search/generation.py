@@ -174,7 +174,7 @@ class LoadedGeneration:
         scored.sort(key=lambda c: (-c[0], self.views[c[1]].chunk_id(c[2])))
         return [Candidate(*c) for c in scored[:k]]
 
-    def lexical_scores(self, query: str, window: int = 0) -> list[np.ndarray]:
+    def lexical_scores(self, query: str, window: float = 0.0) -> list[np.ndarray]:
         """BM25 score of every row of every segment (deleted or filtered-out rows -inf), with the statistics of
         the generation's live rows (a filter narrows what is returned, not how it scores). With ``window``,
         each row is scored as its window (``ragindex.store.lexical.windowed``)."""
@@ -183,8 +183,8 @@ class LoadedGeneration:
         stats = collection_stats([(lex, v.stats_mask) for lex, v in zip(lexes, self.views)], terms)
         return [bm25_score(lex, v.mask, terms, stats) for lex, v in zip(lexes, self.views)]
 
-    def _lexical(self, seg, window: int):
-        """The segment's BM25 index, or its windows' (made once per segment and self-weight, then kept)."""
+    def _lexical(self, seg, window: float):
+        """The segment's BM25 index, or its windows' (made once per segment and neighbours' share, then kept)."""
         if not window:
             return seg.lexical
         made = seg.__dict__.setdefault("_windows", {})
@@ -229,6 +229,8 @@ class LoadedGeneration:
     def search_hybrid(self, query: str, qvec: np.ndarray, k: int, params) -> list[Candidate]:
         """Dense and BM25 candidates fused (pipeline.search.hybrid); every candidate gets both scores exactly."""
 
+        if params.neighbours:  # a fusion no mode uses (params_for); only the evaluation scores it
+            raise ValueError("the neighbour-score bonus is compared offline (ragindex.evaluate), not searched")
         depth = max(params.depth, k)
         dense = [((c.seg, c.row), c.score) for c in self.search(qvec.reshape(1, -1), depth)[0]]
         per_view = self.lexical_scores(query, params.window)
@@ -240,26 +242,8 @@ class LoadedGeneration:
             if key not in dense_of:
                 dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
         lexical_of = {key: max(float(per_view[key[0]][key[1]]), 0.0) for key in dense_of.keys() | dict(lexical).keys()}
-        near, docs = {}, {}
-        if params.neighbours:
-            docs = {key: (key[0], self._doc_rows(*key)[0]) for key in dense_of}
-            # a neighbour the search cannot see (deleted, or filtered out: BM25 scores it -inf) lends no evidence
-            near = {key: [n for n in self._neighbours(*key) if per_view[n[0]][n[1]] != -np.inf] for key in dense_of}
-            for key in {n for ns in near.values() for n in ns} - dense_of.keys():  # scored exactly, like the candidates
-                dense_of[key] = float(np.dot(self.views[key[0]].seg.index.reconstruct(key[1]), q))
-                lexical_of[key] = max(float(per_view[key[0]][key[1]]), 0.0)
-        fused = fuse(dense, lexical, dense_of, lexical_of, params, near, docs)
+        fused = fuse(dense, lexical, dense_of, lexical_of, params)
         return self._ordered([(score, key[0], key[1]) for key, score in fused], k)
-
-    def _neighbours(self, seg: int, row: int) -> list[tuple[int, int]]:
-        """The rows just before and after ``row`` in its document."""
-        lo, hi = self._doc_rows(seg, row)
-        return [(seg, r) for r in (row - 1, row + 1) if lo <= r < hi]
-
-    def _doc_rows(self, seg: int, row: int) -> tuple[int, int]:
-        """The rows [lo, hi) of ``row``'s document."""
-        lo, hi = _doc_bounds(self.views[seg].seg)
-        return int(lo[row]), int(hi[row])
 
 
 def _doc_bounds(seg) -> tuple[np.ndarray, np.ndarray]:

@@ -34,8 +34,8 @@ class HybridParams:
     alpha: float = 0.5  # weight of the dense score (weighted, rescore)
     k_rrf: int = 60
     depth: int = 50  # candidates taken from each retriever
-    # weight of the better neighbour's fused score (hybrid-ctx): a chunk whose neighbour in its document
-    # also answers the query ranks higher
+    # weight of the better neighbour's fused score (hybrid-ctx's earlier form, scored by the evaluation only):
+    # a chunk whose neighbour in its document also answers the query ranks higher
     neighbours: float = 0.0
     # with neighbours: each document's chunks are rescaled so that its best chunk keeps the score it had without
     # them. A document's rank (by its best chunk) is then the plain fusion's; only the order within it changes.
@@ -93,7 +93,7 @@ def fuse(dense: Sequence[tuple[Hashable, float]], lexical: Sequence[tuple[Hashab
 
     ``dense`` / ``lexical``: each retriever's own top list (key, score), best
     first. ``dense_of`` / ``lexical_of``: both scores for every candidate of the
-    union (``fill`` them before calling). With ``params.neighbours`` (hybrid-ctx), each candidate adds that
+    union (``fill`` them before calling). With ``params.neighbours`` (the bonus), each candidate adds that
     weight times the fused score of the better of its neighbours in ``neighbours_of`` (the chunks before
     and after it in its document), whose scores ``dense_of`` / ``lexical_of`` must hold too. With
     ``params.keep_doc_order``, ``document_of`` names every candidate's document.

@@ -152,6 +152,8 @@ def test_search_and_the_evaluation_find_the_same_neighbours(store, hash_embedder
         for q, top in zip(queries, ranked):
             hits = s.search("acme", q, k=5, mode=mode)
             assert [(h.start, h.end) for h in hits] == [(chunks.starts[i], chunks.ends[i]) for i in top], (mode, q)
+    with pytest.raises(ValueError, match="offline"):  # the bonus is an evaluation-only fusion
+        gen.search_hybrid(queries[0], qvecs[0], 5, NEIGHBOUR_BONUS)
     plain = rank_chunks(ds, chunks, qvecs, cvecs, 5, "hybrid", lex=lex)
     ctx = rank_chunks(ds, chunks, qvecs, cvecs, 5, "hybrid-ctx", lex=lex)
     changed = sum(a != b for a, b in zip(plain, ctx))
